@@ -1,0 +1,42 @@
+/*
+ * include/edumig/sink.h — write one batch to the target in one transaction: placeholder
+ * parents, target rows (bisected on rejection), id-map rows, skip rows, checkpoint, COMMIT.
+ */
+#ifndef EDUMIG_SINK_H
+#define EDUMIG_SINK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "edumig/batch.h"
+#include "edumig/config.h"
+#include "edumig/control.h"
+#include "edumig/pg.h"
+
+typedef struct Sink {
+	PgConn *t;
+	const Config *cfg;
+	const Mapping *m;
+	int entity;
+	int part;
+	int64_t run_id;
+	bool dry_run;
+	char *copy_rows;          /* COPY "schema"."table" ("c1", ...) FROM STDIN */
+	StrBuf buf;               /* id-map and skip COPY data */
+	StrBuf log;               /* JSON lines for the run log */
+	int64_t copies;           /* COPY statements sent (bisection shows here) */
+} Sink;
+
+void sink_init(Sink *s, PgConn *t, const Config *cfg, int entity, int part, int64_t run_id);
+void sink_free(Sink *s);
+
+/**
+ * sink_write_batch - commit @b and the advanced checkpoint @cp atomically.
+ * Rows the target rejects are isolated by bisection and become target_rejected skips;
+ * @cp's counters are updated from the batch's outcome before it is stored.
+ * Returns false on a failure that is not the rows' fault (connection, permissions): the
+ * transaction is then rolled back and nothing of the batch is kept.
+ */
+bool sink_write_batch(Sink *s, Batch *b, Checkpoint *cp);
+
+#endif /* EDUMIG_SINK_H */

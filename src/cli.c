@@ -1,0 +1,321 @@
+/*
+ * src/cli.c — the command tree as data, per-command options, help, exit codes.
+ *
+ * Each command parses into EngineOptions, counts every usage error, prints them all, and
+ * makes one engine call. Option values that carry connection strings are copied and the
+ * password in argv is overwritten, so `ps` never shows it.
+ */
+#include "edumig/cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edumig/engine.h"
+#include "edumig/log.h"
+#include "edumig/mem.h"
+#include "edumig_version.h"
+
+typedef struct Command {
+	const char *name;
+	const char *summary;
+	const char *usage;
+	const char *help;          /* option lines, each with its default */
+	int (*run)(const EngineOptions *o);
+	bool needs_phase;
+} Command;
+
+#define COMMON_HELP \
+	"  --config DIR         directory holding mappings/ and phases/ (default: .; env EDUMIG_CONFIG)\n" \
+	"  --source CONNINFO    legacy database (default: env EDUMIG_SOURCE, then libpq's PG* variables)\n" \
+	"  --target CONNINFO    new database (default: env EDUMIG_TARGET, then libpq's PG* variables)\n" \
+	"  --log-dir DIR        where run logs (JSON lines) go (default: logs)\n" \
+	"  -v, --verbose        debug messages\n" \
+	"  -q, --quiet          errors only\n" \
+	"  -h, --help           this help\n"
+
+static const Command commands[] = {
+	{"plan", "validate the configuration against both databases; show phases, entities, source counts",
+	 "edumig plan [options]", COMMON_HELP, engine_plan, false},
+	{"run", "run one phase (--phase N) or all (--all); resumes from checkpoints",
+	 "edumig run (--phase N | --all) [options]",
+	 "  --phase N            the phase to run\n"
+	 "  --all                every phase in order\n"
+	 "  --batch-size N       source rows per batch and transaction (default: 5000)\n"
+	 "  --max-skips N|P%     stop once an entity has skipped more than N rows, or P% of the rows\n"
+	 "                       read (default: no limit); the batch in progress commits first\n"
+	 "  --bcrypt-cost N      override the bcrypt cost of the mappings (default: as mapped)\n" COMMON_HELP,
+	 engine_run, true},
+	{"status", "per entity: source rows, filtered, migrated, warned, skipped, unaccounted, state",
+	 "edumig status [--json] [options]",
+	 "  --json               machine-readable output\n" COMMON_HELP, engine_status, false},
+	{"verify", "check the accounting identity of every entity; exit 1 when a row is unaccounted",
+	 "edumig verify [options]", COMMON_HELP, engine_verify, false},
+};
+
+#define N_COMMANDS (sizeof commands / sizeof *commands)
+
+static void print_usage(FILE *f)
+{
+	fprintf(f,
+		"edumig %s — move a legacy PostgreSQL database into the new LMS, accountably\n\n"
+		"usage: edumig COMMAND [options]\n       edumig COMMAND --help\n       edumig --version\n\ncommands:\n",
+		EDUMIG_VERSION);
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f,
+		"\nexit codes: 0 done, 1 skips above --max-skips or verify failed, 2 usage or configuration error,\n"
+		"            3 connection or server error\n");
+}
+
+static void print_command_help(const Command *c)
+{
+	printf("usage: %s\n\n%s.\n\noptions:\n%s", c->usage, c->summary, c->help);
+}
+
+bool cli_scrub_password(char *s)
+{
+	bool found = false;
+	/* URI form: scheme://user:password@host */
+	char *scheme = strstr(s, "://");
+	if (scheme) {
+		char *auth = scheme + 3;
+		char *at = strchr(auth, '@');
+		char *slash = strchr(auth, '/');
+		if (at && (!slash || at < slash)) {
+			char *colon = memchr(auth, ':', (size_t)(at - auth));
+			if (colon) {
+				for (char *p = colon + 1; p < at; p++)
+					*p = '*';
+				found = true;
+			}
+		}
+	}
+	/* key=value form, and URI query parameters: password=... */
+	for (char *p = s; (p = strstr(p, "password")) != NULL; p += 8) {
+		char *q = p + 8;
+		while (*q == ' ')
+			q++;
+		if (*q != '=')
+			continue;
+		q++;
+		while (*q == ' ')
+			q++;
+		char quote = (*q == '\'') ? '\'' : 0;
+		if (quote)
+			q++;
+		for (; *q && (quote ? *q != quote : (*q != ' ' && *q != '&')); q++) {
+			if (*q == '\\' && q[1])
+				*q++ = '*';
+			*q = '*';
+		}
+		found = true;
+	}
+	return found;
+}
+
+static bool parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return false;
+	*out = v;
+	return true;
+}
+
+enum { OPT_CONFIG = 256, OPT_SOURCE, OPT_TARGET, OPT_LOG_DIR, OPT_PHASE, OPT_ALL, OPT_BATCH, OPT_MAX_SKIPS,
+       OPT_BCRYPT, OPT_JSON };
+
+static const struct option long_opts[] = {
+	{"config", required_argument, NULL, OPT_CONFIG},
+	{"source", required_argument, NULL, OPT_SOURCE},
+	{"target", required_argument, NULL, OPT_TARGET},
+	{"log-dir", required_argument, NULL, OPT_LOG_DIR},
+	{"phase", required_argument, NULL, OPT_PHASE},
+	{"all", no_argument, NULL, OPT_ALL},
+	{"batch-size", required_argument, NULL, OPT_BATCH},
+	{"max-skips", required_argument, NULL, OPT_MAX_SKIPS},
+	{"bcrypt-cost", required_argument, NULL, OPT_BCRYPT},
+	{"json", no_argument, NULL, OPT_JSON},
+	{"verbose", no_argument, NULL, 'v'},
+	{"quiet", no_argument, NULL, 'q'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+/* Options a command accepts, by name (so `status --phase 3` is an error, not ignored). */
+static bool option_allowed(const Command *c, int opt)
+{
+	switch (opt) {
+	case OPT_PHASE:
+	case OPT_ALL:
+	case OPT_BATCH:
+	case OPT_MAX_SKIPS:
+	case OPT_BCRYPT:
+		return strcmp(c->name, "run") == 0;
+	case OPT_JSON:
+		return strcmp(c->name, "status") == 0;
+	default:
+		return true;
+	}
+}
+
+static int run_command(const Command *c, int argc, char **argv)
+{
+	EngineOptions o = {0};
+	o.config_dir = getenv("EDUMIG_CONFIG");
+	o.w.batch_size = 5000;
+	int errors = 0;
+	bool help = false;
+	char *source = NULL, *target = NULL;
+	const char *crash = getenv("EDUMIG_TEST_CRASH_AFTER_BATCHES");
+	long long v;
+	if (crash && parse_int(crash, 1, 1LL << 40, &v))
+		o.w.crash_after_batches = v;
+
+	optind = 1;
+	opterr = 0;
+	int opt;
+	while ((opt = getopt_long(argc, argv, "vqh", long_opts, NULL)) != -1) {
+		if (opt != '?' && opt != ':' && !option_allowed(c, opt)) {
+			fprintf(stderr, "edumig %s: option %s does not apply to this command\n", c->name, argv[optind - 1]);
+			errors++;
+			continue;
+		}
+		switch (opt) {
+		case OPT_CONFIG:
+			o.config_dir = optarg;
+			break;
+		case OPT_SOURCE:
+			free(source);
+			source = xstrdup(optarg);
+			cli_scrub_password(optarg);
+			break;
+		case OPT_TARGET:
+			free(target);
+			target = xstrdup(optarg);
+			cli_scrub_password(optarg);
+			break;
+		case OPT_LOG_DIR:
+			o.log_dir = optarg;
+			break;
+		case OPT_PHASE:
+			if (!parse_int(optarg, 1, 1000, &v)) {
+				fprintf(stderr, "edumig %s: --phase takes a phase number (1, 2, ...), not '%s'\n", c->name, optarg);
+				errors++;
+			} else {
+				o.phase = (int)v;
+			}
+			break;
+		case OPT_ALL:
+			o.all = true;
+			break;
+		case OPT_BATCH:
+			if (!parse_int(optarg, 1, 10000000, &v)) {
+				fprintf(stderr, "edumig %s: --batch-size takes a number from 1 to 10000000, not '%s'\n",
+					c->name, optarg);
+				errors++;
+			} else {
+				o.w.batch_size = (int)v;
+			}
+			break;
+		case OPT_MAX_SKIPS: {
+			size_t l = strlen(optarg);
+			bool pct = l > 0 && optarg[l - 1] == '%';
+			AUTOFREE char *num = xstrndup(optarg, pct ? l - 1 : l);
+			char *end;
+			errno = 0;
+			double d = strtod(num, &end);
+			if (errno || end == num || *end || d < 0 || (pct && d > 100)) {
+				fprintf(stderr, "edumig %s: --max-skips takes a row count N or a percentage P%%, not '%s'\n",
+					c->name, optarg);
+				errors++;
+			} else {
+				o.w.max_skips_set = true;
+				o.w.max_skips_pct = pct;
+				o.w.max_skips = d;
+			}
+			break;
+		}
+		case OPT_BCRYPT:
+			if (!parse_int(optarg, 4, 31, &v)) {
+				fprintf(stderr, "edumig %s: --bcrypt-cost takes a number from 4 to 31, not '%s'\n", c->name,
+					optarg);
+				errors++;
+			} else {
+				o.bcrypt_cost = (int)v;
+			}
+			break;
+		case OPT_JSON:
+			o.json = true;
+			break;
+		case 'v':
+			log_set_level(LOG_DEBUG);
+			break;
+		case 'q':
+			log_set_level(LOG_ERROR);
+			break;
+		case 'h':
+			help = true;
+			break;
+		default:
+			fprintf(stderr, "edumig %s: unknown option or missing value: %s\n", c->name, argv[optind - 1]);
+			errors++;
+			break;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "edumig %s: unexpected argument '%s'\n", c->name, argv[optind]);
+		errors++;
+	}
+	if (help) {
+		print_command_help(c);
+		free(source);
+		free(target);
+		return EXIT_OK_;
+	}
+	if (c->needs_phase && !errors && (o.phase > 0) == o.all) {
+		fprintf(stderr, "edumig %s: give exactly one of --phase N or --all\n", c->name);
+		errors++;
+	}
+	if (errors) {
+		fprintf(stderr, "usage: %s (see edumig %s --help)\n", c->usage, c->name);
+		free(source);
+		free(target);
+		return EXIT_USAGE;
+	}
+	o.source = source;
+	o.target = target;
+	o.command_line = c->name;
+	int rc = c->run(&o);
+	free(source);
+	free(target);
+	return rc;
+}
+
+int cli_main(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_usage(stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+		print_usage(stdout);
+		return EXIT_OK_;
+	}
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+		printf("edumig %s\n", EDUMIG_VERSION);
+		return EXIT_OK_;
+	}
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (strcmp(cmd, commands[i].name) == 0)
+			return run_command(&commands[i], argc - 1, argv + 1);
+	fprintf(stderr, "edumig: unknown command '%s'\n\n", cmd);
+	print_usage(stderr);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,472 @@
+/*
+ * src/engine.c — plan, run, status and verify (see engine.h).
+ */
+#include "edumig/engine.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "edumig/config.h"
+#include "edumig/control.h"
+#include "edumig/copytext.h"
+#include "edumig/log.h"
+#include "edumig/mem.h"
+#include "edumig/pg.h"
+#include "edumig/skiplog.h"
+#include "edumig/source.h"
+#include "edumig/strbuf.h"
+#include "edumig/worker.h"
+
+static const char *conninfo(const char *given, const char *env)
+{
+	if (given && *given)
+		return given;
+	const char *e = getenv(env);
+	return e && *e ? e : NULL;
+}
+
+static Config *load_config(const EngineOptions *o)
+{
+	config_set_bcrypt_cost(o->bcrypt_cost);
+	return config_load(o->config_dir ? o->config_dir : ".");
+}
+
+static bool connect_both(const EngineOptions *o, PgConn *s, PgConn *t)
+{
+	if (!pg_connect(s, conninfo(o->source, "EDUMIG_SOURCE"), "SOURCE"))
+		return false;
+	if (!pg_connect(t, conninfo(o->target, "EDUMIG_TARGET"), "TARGET")) {
+		pg_close(s);
+		return false;
+	}
+	log_debug("source %s, target %s", s->safe_name, t->safe_name);
+	return true;
+}
+
+/* Target columns of @schema.@table, as a NULL-terminated list; NULL when the table is absent. */
+static char **target_columns(PgConn *t, const char *schema, const char *table)
+{
+	AUTOFREE char *q = pg_qualified(t, schema, table);
+	const char *p[] = {q};
+	PGresult *r = PQexecParams(t->conn,
+				   "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) "
+				   "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+				   1, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) == 0) {
+		PQclear(r);
+		return NULL;
+	}
+	int n = PQntuples(r);
+	char **cols = xcalloc((size_t)n + 1, sizeof *cols);
+	for (int i = 0; i < n; i++)
+		cols[i] = xstrdup(PQgetvalue(r, i, 0));
+	PQclear(r);
+	return cols;
+}
+
+static void free_list(char **l)
+{
+	for (char **p = l; p && *p; p++)
+		free(*p);
+	free(l);
+}
+
+static bool in_list(char **l, const char *s)
+{
+	for (char **p = l; p && *p; p++)
+		if (strcmp(*p, s) == 0)
+			return true;
+	return false;
+}
+
+/* Every target column a mapping writes exists; errors counted in @errors. */
+static void check_target(PgConn *t, const Config *cfg, const Mapping *m, int *errors)
+{
+	char **cols = target_columns(t, m->target_schema, m->target_table);
+	if (!cols) {
+		fprintf(stderr, "%s:1: /target/table: target table %s.%s does not exist\n", m->file, m->target_schema,
+			m->target_table);
+		(*errors)++;
+		return;
+	}
+	for (size_t c = 0; c < m->n_cols; c++) {
+		const ColumnRule *r = &m->cols[c];
+		if (!in_list(cols, r->name)) {
+			fprintf(stderr, "%s:%d: %s: target column \"%s\" does not exist in %s.%s\n", m->file, r->line,
+				r->path, r->name, m->target_schema, m->target_table);
+			(*errors)++;
+		}
+		if (r->kind == RULE_ID && strcmp(r->name, m->id_column) != 0) {
+			fprintf(stderr, "%s:%d: %s: the id rule is on \"%s\" but target.id_column is \"%s\"\n", m->file,
+				r->line, r->path, r->name, m->id_column);
+			(*errors)++;
+		}
+		if (r->kind == RULE_REF && r->n_stub_cols && r->ref_entity_index >= 0) {
+			const Mapping *pm = &cfg->mappings[r->ref_entity_index];
+			char **pc = target_columns(t, pm->target_schema, pm->target_table);
+			for (size_t s = 0; pc && s < r->n_stub_cols; s++)
+				if (!in_list(pc, r->stub_cols[s].name)) {
+					fprintf(stderr, "%s:%d: %s/stub/%s: column does not exist in %s.%s\n", m->file, r->line,
+						r->path, r->stub_cols[s].name, pm->target_schema, pm->target_table);
+					(*errors)++;
+				}
+			free_list(pc);
+		}
+	}
+	free_list(cols);
+}
+
+/* Lookups of @m filled from the source snapshot. */
+static bool load_lookups(PgConn *s, Config *cfg, const Mapping *m)
+{
+	if (!cfg->lookups)
+		cfg->lookups = txlookups_create();
+	for (size_t i = 0; i < m->n_lookups; i++) {
+		PGresult *r = pg_query(s, m->lookups[i].query, 0, NULL);
+		if (!r) {
+			log_error("%s: lookup \"%s\" failed (see above)", m->file, m->lookups[i].name);
+			return false;
+		}
+		if (PQnfields(r) != 2) {
+			log_error("%s: lookup \"%s\" must return 2 columns (key, value), not %d", m->file,
+				  m->lookups[i].name, PQnfields(r));
+			PQclear(r);
+			return false;
+		}
+		for (int k = 0; k < PQntuples(r); k++) {
+			if (PQgetisnull(r, k, 0))
+				continue;
+			txlookups_put(cfg->lookups, m->lookups[i].name, PQgetvalue(r, k, 0),
+				      PQgetisnull(r, k, 1) ? NULL : PQgetvalue(r, k, 1));
+		}
+		/* An empty table must still exist so steps can tell "missing key" from "no table". */
+		if (!txlookups_has_table(cfg->lookups, m->lookups[i].name))
+			txlookups_put(cfg->lookups, m->lookups[i].name, "\x01" "edumig-empty", NULL);
+		log_debug("%s: lookup %s: %d entries", m->entity, m->lookups[i].name, PQntuples(r));
+		PQclear(r);
+	}
+	return true;
+}
+
+static int check_all(PgConn *s, PgConn *t, const Config *cfg)
+{
+	int errors = 0;
+	for (size_t i = 0; i < cfg->n_mappings; i++) {
+		source_check_columns(s, &cfg->mappings[i], &errors);
+		check_target(t, cfg, &cfg->mappings[i], &errors);
+	}
+	return errors;
+}
+
+int engine_plan(const EngineOptions *o)
+{
+	Config *cfg = load_config(o);
+	if (!cfg)
+		return EXIT_USAGE;
+	PgConn s, t;
+	if (!connect_both(o, &s, &t)) {
+		config_free(cfg);
+		return EXIT_SERVER;
+	}
+	int rc = EXIT_OK_;
+	pg_exec(&s, "SET default_transaction_read_only = on", NULL);
+	int errors = check_all(&s, &t, cfg);
+	if (errors) {
+		fprintf(stderr, "edumig: %d error%s against the databases; nothing was run\n", errors,
+			errors == 1 ? "" : "s");
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	printf("migration namespace %s, configuration %s\n", cfg->namespace_text, config_hash(cfg));
+	printf("source %s\ntarget %s\n\n", s.safe_name, t.safe_name);
+	for (size_t p = 0; p < cfg->n_phases; p++) {
+		const Phase *ph = &cfg->phases[p];
+		printf("phase %d: %s\n", ph->number, ph->name);
+		for (size_t e = 0; e < ph->n_entities; e++) {
+			const Mapping *m = &cfg->mappings[ph->entities[e]];
+			AUTOFREE char *sql = source_count_sql(&s, m);
+			AUTOFREE char *cnt = NULL;
+			if (!pg_query_value(&s, sql, 0, NULL, &cnt)) {
+				rc = EXIT_SERVER;
+				goto out;
+			}
+			printf("  %-22s %10s source rows  %s -> %s.%s", m->entity, cnt,
+			       m->source_table ? m->source_table : "(query)", m->target_schema, m->target_table);
+			if (m->n_filters) {
+				printf("  filters:");
+				for (size_t f = 0; f < m->n_filters; f++)
+					printf(" %s", m->filters[f].name);
+			}
+			printf("\n");
+		}
+	}
+out:
+	pg_close(&s);
+	pg_close(&t);
+	config_free(cfg);
+	return rc;
+}
+
+static bool open_run_log(const EngineOptions *o, int64_t run_id)
+{
+	const char *dir = o->log_dir ? o->log_dir : "logs";
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+		log_warn("cannot create log directory %s: %s; the skip log stays in the target only", dir,
+			 strerror(errno));
+		return false;
+	}
+	AUTOFREE char *path = xasprintf("%s/run-%06" PRId64 ".jsonl", dir, run_id);
+	return log_jsonl_open(path);
+}
+
+static int run_phase(const EngineOptions *o, Config *cfg, PgConn *s, PgConn *t, const Phase *ph)
+{
+	if (!control_lock_phase(t, ph->number))
+		return EXIT_SERVER;
+	int64_t run_id = 0;
+	int rc = EXIT_OK_;
+	if (!control_run_start(t, o->command_line ? o->command_line : "run", ph->number, config_hash(cfg), &run_id)) {
+		control_unlock_phase(t, ph->number);
+		return EXIT_SERVER;
+	}
+	open_run_log(o, run_id);
+	log_info("phase %d (%s): run %" PRId64 ", %zu entit%s", ph->number, ph->name, run_id, ph->n_entities,
+		 ph->n_entities == 1 ? "y" : "ies");
+	/* One snapshot for the whole phase: every entity sees the same source. */
+	if (!source_begin(s)) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
+	for (size_t e = 0; e < ph->n_entities; e++)
+		if (!load_lookups(s, cfg, &cfg->mappings[ph->entities[e]])) {
+			rc = EXIT_SERVER;
+			goto out;
+		}
+	for (size_t e = 0; e < ph->n_entities; e++) {
+		WorkResult w = worker_run_entity(s, t, cfg, ph->entities[e], run_id, &o->w);
+		if (w == WORK_FAILED) {
+			rc = EXIT_SERVER;
+			break;
+		}
+		if (w == WORK_STOPPED) {
+			rc = EXIT_SKIPS;
+			break;
+		}
+	}
+out:
+	pg_exec(s, "COMMIT", NULL);
+	if (pg_ok(t)) {
+		control_run_finish(t, run_id, rc == EXIT_OK_ ? "done" : rc == EXIT_SKIPS ? "stopped" : "failed", NULL);
+		control_unlock_phase(t, ph->number);
+	}
+	log_jsonl_close();
+	return rc;
+}
+
+int engine_run(const EngineOptions *o)
+{
+	Config *cfg = load_config(o);
+	if (!cfg)
+		return EXIT_USAGE;
+	if (!o->all && !config_find_phase(cfg, o->phase)) {
+		fprintf(stderr, "edumig: no phase %d in %s/phases/phases.json (phases 1 to %zu)\n", o->phase,
+			cfg->dir, cfg->n_phases);
+		config_free(cfg);
+		return EXIT_USAGE;
+	}
+	PgConn s, t;
+	if (!connect_both(o, &s, &t)) {
+		config_free(cfg);
+		return EXIT_SERVER;
+	}
+	int rc = EXIT_OK_;
+	pg_exec(&s, "SET default_transaction_read_only = on", NULL);
+	int errors = check_all(&s, &t, cfg);
+	if (errors) {
+		fprintf(stderr, "edumig: %d error%s against the databases; nothing was run\n", errors,
+			errors == 1 ? "" : "s");
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (!control_ensure(&t)) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
+	for (size_t p = 0; p < cfg->n_phases && rc == EXIT_OK_; p++) {
+		const Phase *ph = &cfg->phases[p];
+		if (!o->all && ph->number != o->phase)
+			continue;
+		rc = run_phase(o, cfg, &s, &t, ph);
+	}
+out:
+	pg_close(&s);
+	pg_close(&t);
+	config_free(cfg);
+	return rc;
+}
+
+typedef struct EntityStatus {
+	const Mapping *m;
+	bool has_cp;
+	Checkpoint cp;
+	int64_t source;
+	int64_t filtered;
+	int64_t unaccounted;
+	const char *state;
+} EntityStatus;
+
+static bool collect_status(PgConn *s, PgConn *t, const Config *cfg, EntityStatus *st, bool control)
+{
+	for (size_t p = 0, k = 0; p < cfg->n_phases; p++) {
+		for (size_t e = 0; e < cfg->phases[p].n_entities; e++, k++) {
+			EntityStatus *es = &st[k];
+			es->m = &cfg->mappings[cfg->phases[p].entities[e]];
+			if (control) {
+				if (!checkpoint_load(t, es->m, 0, &es->cp))
+					return false;
+			} else {
+				checkpoint_init(&es->cp, es->m->n_filters);
+			}
+			es->has_cp = es->cp.exists;
+			AUTOFREE char *sql = source_count_sql(s, es->m);
+			AUTOFREE char *cnt = NULL;
+			if (!pg_query_value(s, sql, 0, NULL, &cnt))
+				return false;
+			es->source = strtoll(cnt, NULL, 10);
+			for (size_t f = 0; f < es->m->n_filters; f++)
+				es->filtered += es->cp.filtered[f];
+			es->unaccounted = es->source - es->filtered - es->cp.migrated - es->cp.skipped;
+			es->state = !es->has_cp ? "not started" : es->cp.done ? "done" : "in progress";
+		}
+	}
+	return true;
+}
+
+static size_t n_entities(const Config *cfg)
+{
+	size_t n = 0;
+	for (size_t p = 0; p < cfg->n_phases; p++)
+		n += cfg->phases[p].n_entities;
+	return n;
+}
+
+static void print_status_json(const EntityStatus *st, size_t n)
+{
+	StrBuf b = {0};
+	sb_puts(&b, "{\"entities\":[");
+	for (size_t i = 0; i < n; i++) {
+		const EntityStatus *es = &st[i];
+		double rate = es->cp.seconds > 0 ? (double)es->cp.read / es->cp.seconds : 0;
+		sb_printf(&b, "%s{\"entity\":", i ? "," : "");
+		json_put_string(&b, es->m->entity, strlen(es->m->entity));
+		sb_printf(&b,
+			  ",\"phase\":%d,\"source_rows\":%" PRId64 ",\"filtered\":%" PRId64 ",\"migrated\":%" PRId64
+			  ",\"warned\":%" PRId64 ",\"merged\":%" PRId64 ",\"skipped\":%" PRId64 ",\"unaccounted\":%" PRId64
+			  ",\"placeholders\":%" PRId64 ",\"batches\":%" PRId64 ",\"seconds\":%.3f,\"rows_per_second\":%.0f,"
+			  "\"state\":",
+			  es->m->phase, es->source, es->filtered, es->cp.migrated, es->cp.warned, es->cp.merged,
+			  es->cp.skipped, es->unaccounted, es->cp.stubs, es->cp.batches, es->cp.seconds, rate);
+		json_put_string(&b, es->state, strlen(es->state));
+		sb_puts(&b, ",\"filters\":{");
+		for (size_t f = 0; f < es->m->n_filters; f++) {
+			sb_printf(&b, "%s", f ? "," : "");
+			json_put_string(&b, es->m->filters[f].name, strlen(es->m->filters[f].name));
+			sb_printf(&b, ":%" PRId64, es->cp.filtered[f]);
+		}
+		sb_puts(&b, "}}");
+	}
+	sb_puts(&b, "]}\n");
+	fputs(sb_str(&b), stdout);
+	sb_free(&b);
+}
+
+static void print_status_table(const EntityStatus *st, size_t n)
+{
+	printf("%-22s %5s %10s %10s %10s %10s %10s %11s  %s\n", "entity", "phase", "source", "filtered", "migrated",
+	       "warned", "skipped", "unaccounted", "state");
+	for (size_t i = 0; i < n; i++) {
+		const EntityStatus *es = &st[i];
+		printf("%-22s %5d %10" PRId64 " %10" PRId64 " %10" PRId64 " %10" PRId64 " %10" PRId64 " %11" PRId64
+		       "  %s\n",
+		       es->m->entity, es->m->phase, es->source, es->filtered, es->cp.migrated, es->cp.warned,
+		       es->cp.skipped, es->unaccounted, es->state);
+	}
+	bool any = false;
+	for (size_t i = 0; i < n; i++)
+		for (size_t f = 0; f < st[i].m->n_filters; f++) {
+			if (!any)
+				printf("\nfiltered out (by the mappings' named filters):\n");
+			any = true;
+			printf("  %-22s %-28s %10" PRId64 "  %s\n", st[i].m->entity, st[i].m->filters[f].name,
+			       st[i].cp.filtered[f], st[i].m->filters[f].description ? st[i].m->filters[f].description : "");
+		}
+}
+
+static int with_status(const EngineOptions *o, bool verify)
+{
+	Config *cfg = load_config(o);
+	if (!cfg)
+		return EXIT_USAGE;
+	PgConn s, t;
+	if (!connect_both(o, &s, &t)) {
+		config_free(cfg);
+		return EXIT_SERVER;
+	}
+	int rc = EXIT_OK_;
+	bool control = false;
+	size_t n = n_entities(cfg);
+	EntityStatus *st = xcalloc(n ? n : 1, sizeof *st);
+	pg_exec(&s, "SET default_transaction_read_only = on", NULL);
+	if (!control_exists(&t, &control) || !collect_status(&s, &t, cfg, st, control)) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
+	if (!verify) {
+		if (o->json)
+			print_status_json(st, n);
+		else
+			print_status_table(st, n);
+		goto out;
+	}
+	int failed = 0;
+	printf("%-22s %10s %10s %10s %10s %11s  %s\n", "entity", "source", "filtered", "migrated", "skipped",
+	       "unaccounted", "check");
+	for (size_t i = 0; i < n; i++) {
+		const EntityStatus *es = &st[i];
+		const char *verdict = "ok";
+		if (!es->has_cp || !es->cp.done)
+			verdict = "FAIL: not finished";
+		else if (es->unaccounted != 0)
+			verdict = "FAIL: rows unaccounted";
+		if (strcmp(verdict, "ok") != 0)
+			failed++;
+		printf("%-22s %10" PRId64 " %10" PRId64 " %10" PRId64 " %10" PRId64 " %11" PRId64 "  %s\n", es->m->entity,
+		       es->source, es->filtered, es->cp.migrated, es->cp.skipped, es->unaccounted, verdict);
+	}
+	printf("\naccounting identity (source = filtered + migrated + skipped): %s\n",
+	       failed ? "FAILED" : "holds for every entity");
+	if (failed)
+		rc = EXIT_SKIPS;
+out:
+	for (size_t i = 0; i < n; i++)
+		checkpoint_free(&st[i].cp);
+	free(st);
+	pg_close(&s);
+	pg_close(&t);
+	config_free(cfg);
+	return rc;
+}
+
+int engine_status(const EngineOptions *o)
+{
+	return with_status(o, false);
+}
+
+int engine_verify(const EngineOptions *o)
+{
+	return with_status(o, true);
+}

@@ -1,0 +1,204 @@
+/*
+ * src/idmap.c — keys, UUIDv5 and the open-addressing id sets (see idmap.h).
+ */
+#include "edumig/idmap.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+#include "edumig/mem.h"
+
+bool key_int(const char *s, int64_t *out)
+{
+	if (!s || !*s)
+		return false;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end != '\0')
+		return false;
+	*out = (int64_t)v;
+	return true;
+}
+
+bool key_parse(const char *text, Key *out)
+{
+	memset(out, 0, sizeof *out);
+	if (strcmp(text, "unknown") == 0)
+		return true;
+	char buf[KEY_TEXT_MAX];
+	if (snprintf(buf, sizeof buf, "%s", text) >= (int)sizeof buf)
+		return false;
+	char *save = NULL;
+	for (char *tok = strtok_r(buf, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+		if (out->n >= EDUMIG_MAX_KEY_COLS || !key_int(tok, &out->v[out->n]))
+			return false;
+		out->n++;
+	}
+	return out->n > 0;
+}
+
+void key_format(const Key *k, char out[KEY_TEXT_MAX])
+{
+	if (k->n == 0) {
+		snprintf(out, KEY_TEXT_MAX, "unknown");
+		return;
+	}
+	size_t off = 0;
+	for (int i = 0; i < k->n; i++)
+		off += (size_t)snprintf(out + off, KEY_TEXT_MAX - off, "%s%lld", i ? "/" : "",
+					(long long)k->v[i]);
+}
+
+bool key_equal(const Key *a, const Key *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (int i = 0; i < a->n; i++)
+		if (a->v[i] != b->v[i])
+			return false;
+	return true;
+}
+
+int key_compare(const Key *a, const Key *b)
+{
+	for (int i = 0; i < a->n && i < b->n; i++)
+		if (a->v[i] != b->v[i])
+			return a->v[i] < b->v[i] ? -1 : 1;
+	return (int)a->n - (int)b->n;
+}
+
+static const char *const kind_names[] = {"row", "merged", "stub", "skipped"};
+
+const char *id_kind_name(IdKind k)
+{
+	return kind_names[k];
+}
+
+bool id_kind_parse(const char *s, IdKind *out)
+{
+	for (int i = 0; i < 4; i++)
+		if (strcmp(s, kind_names[i]) == 0) {
+			*out = (IdKind)i;
+			return true;
+		}
+	return false;
+}
+
+typedef struct Slot {
+	Key key;
+	unsigned char uuid[16];
+	uint8_t kind;
+	uint8_t used;
+} Slot;
+
+struct IdSet {
+	Slot *slots;
+	size_t cap;   /* power of two */
+	size_t count;
+};
+
+static uint64_t key_hash(const Key *k)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ k->n;
+	for (int i = 0; i < k->n; i++) {
+		uint64_t x = (uint64_t)k->v[i] + h;
+		x ^= x >> 30;
+		x *= 0xbf58476d1ce4e5b9ULL;
+		x ^= x >> 27;
+		x *= 0x94d049bb133111ebULL;
+		x ^= x >> 31;
+		h = x;
+	}
+	return h;
+}
+
+IdSet *idset_create(size_t expected)
+{
+	IdSet *s = znew(IdSet);
+	size_t cap = 64;
+	while (cap < expected * 2)
+		cap *= 2;
+	s->cap = cap;
+	s->slots = xcalloc(cap, sizeof *s->slots);
+	return s;
+}
+
+void idset_destroy(IdSet *s)
+{
+	if (!s)
+		return;
+	free(s->slots);
+	free(s);
+}
+
+static Slot *find(const IdSet *s, const Key *k)
+{
+	size_t i = key_hash(k) & (s->cap - 1);
+	for (;;) {
+		Slot *sl = &s->slots[i];
+		if (!sl->used || key_equal(&sl->key, k))
+			return sl;
+		i = (i + 1) & (s->cap - 1);
+	}
+}
+
+static void grow(IdSet *s)
+{
+	Slot *old = s->slots;
+	size_t oldcap = s->cap;
+	s->cap *= 2;
+	s->slots = xcalloc(s->cap, sizeof *s->slots);
+	for (size_t i = 0; i < oldcap; i++)
+		if (old[i].used)
+			*find(s, &old[i].key) = old[i];
+	free(old);
+}
+
+void idset_put(IdSet *s, const Key *k, const unsigned char uuid[16], IdKind kind)
+{
+	if ((s->count + 1) * 10 > s->cap * 7)
+		grow(s);
+	Slot *sl = find(s, k);
+	if (!sl->used) {
+		sl->used = 1;
+		sl->key = *k;
+		s->count++;
+	}
+	memcpy(sl->uuid, uuid, 16);
+	sl->kind = (uint8_t)kind;
+}
+
+bool idset_get(const IdSet *s, const Key *k, unsigned char uuid[16], IdKind *kind)
+{
+	const Slot *sl = find(s, k);
+	if (!sl->used)
+		return false;
+	if (uuid)
+		memcpy(uuid, sl->uuid, 16);
+	if (kind)
+		*kind = (IdKind)sl->kind;
+	return true;
+}
+
+size_t idset_count(const IdSet *s)
+{
+	return s->count;
+}
+
+size_t idset_bytes(const IdSet *s)
+{
+	return s->cap * sizeof(Slot);
+}
+
+void idmap_uuid(const unsigned char ns[16], const char *entity, const Key *k, unsigned char out[16])
+{
+	char name[256];
+	char kt[KEY_TEXT_MAX];
+	key_format(k, kt);
+	int n = snprintf(name, sizeof name, "%s:%s", entity, kt);
+	uuid_generate_sha1(out, ns, name, (size_t)n);
+}

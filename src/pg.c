@@ -1,0 +1,279 @@
+/*
+ * src/pg.c — libpq helpers (see pg.h).
+ */
+#include "edumig/pg.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "edumig/log.h"
+#include "edumig/mem.h"
+
+void pg_error_clear(PgError *e)
+{
+	if (!e)
+		return;
+	free(e->message);
+	free(e->detail);
+	free(e->constraint);
+	free(e->table);
+	free(e->column);
+	memset(e, 0, sizeof *e);
+}
+
+bool pg_error_is_data(const PgError *e)
+{
+	return e->sqlstate[0] == '2' && (e->sqlstate[1] == '2' || e->sqlstate[1] == '3');
+}
+
+static char *dup_field(const PGresult *r, int code)
+{
+	const char *v = PQresultErrorField(r, code);
+	return v ? xstrdup(v) : NULL;
+}
+
+static void fill_error(PgError *e, const PgConn *c, const PGresult *r)
+{
+	if (!e)
+		return;
+	pg_error_clear(e);
+	const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	snprintf(e->sqlstate, sizeof e->sqlstate, "%s", st ? st : "08006");
+	if (r && PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY))
+		e->message = dup_field(r, PG_DIAG_MESSAGE_PRIMARY);
+	else
+		e->message = xstrdup(c->conn ? PQerrorMessage(c->conn) : "no connection");
+	/* libpq messages end with a newline; reports want one line. */
+	size_t l = strlen(e->message);
+	while (l && (e->message[l - 1] == '\n' || e->message[l - 1] == ' '))
+		e->message[--l] = '\0';
+	if (r) {
+		e->detail = dup_field(r, PG_DIAG_MESSAGE_DETAIL);
+		e->constraint = dup_field(r, PG_DIAG_CONSTRAINT_NAME);
+		e->table = dup_field(r, PG_DIAG_TABLE_NAME);
+		e->column = dup_field(r, PG_DIAG_COLUMN_NAME);
+	}
+}
+
+void pg_log_result(const PgConn *c, const PGresult *r, const char *what)
+{
+	const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *detail = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
+	const char *ctx = r ? PQresultErrorField(r, PG_DIAG_CONTEXT) : NULL;
+	int pid = c->conn ? PQbackendPID(c->conn) : 0;
+	if (!msg && c->conn)
+		msg = PQerrorMessage(c->conn);
+	log_error("[%s %d] [%s] %s: %s", c->role, pid, st ? st : "-----", what,
+		  msg ? msg : "unknown error");
+	if (detail)
+		log_error("[%s %d] Detail: %s", c->role, pid, detail);
+	if (ctx)
+		log_error("[%s %d] Context: %s", c->role, pid, ctx);
+}
+
+bool pg_connect(PgConn *c, const char *conninfo, const char *role)
+{
+	memset(c, 0, sizeof *c);
+	c->role = role;
+	const char *keys[] = {"dbname", "fallback_application_name", NULL};
+	const char *vals[] = {conninfo && *conninfo ? conninfo : NULL, "edumig", NULL};
+	if (!vals[0]) {
+		keys[0] = "fallback_application_name";
+		vals[0] = "edumig";
+		keys[1] = NULL;
+	}
+	c->conn = PQconnectdbParams(keys, vals, 1);
+	if (!c->conn || PQstatus(c->conn) != CONNECTION_OK) {
+		/* PQerrorMessage names host and port but never the password. */
+		const char *msg = c->conn ? PQerrorMessage(c->conn) : "out of memory";
+		char buf[1024];
+		snprintf(buf, sizeof buf, "%s", msg);
+		size_t l = strlen(buf);
+		while (l && (buf[l - 1] == '\n' || buf[l - 1] == ' '))
+			buf[--l] = '\0';
+		for (char *p = buf; *p; p++)
+			if (*p == '\n')
+				*p = ' ';
+		log_error("cannot connect to the %s database: %s", strcmp(role, "SOURCE") == 0 ? "source" : "target", buf);
+		if (c->conn)
+			PQfinish(c->conn);
+		c->conn = NULL;
+		return false;
+	}
+	snprintf(c->safe_name, sizeof c->safe_name, "%s@%s:%s/%s", PQuser(c->conn),
+		 PQhost(c->conn), PQport(c->conn), PQdb(c->conn));
+	PGresult *r = PQexec(c->conn, "SET client_encoding = 'UTF8'; SET datestyle = 'ISO, YMD'; "
+				      "SET intervalstyle = 'postgres'; SET extra_float_digits = 3");
+	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		pg_log_result(c, r, "session setup");
+	PQclear(r);
+	return ok;
+}
+
+void pg_close(PgConn *c)
+{
+	if (c->conn)
+		PQfinish(c->conn);
+	c->conn = NULL;
+}
+
+bool pg_ok(const PgConn *c)
+{
+	return c->conn && PQstatus(c->conn) == CONNECTION_OK;
+}
+
+static bool check_command(PgConn *c, PGresult *r, const char *sql, PgError *err)
+{
+	ExecStatusType st = PQresultStatus(r);
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+		PQclear(r);
+		return true;
+	}
+	fill_error(err, c, r);
+	if (!err)
+		pg_log_result(c, r, sql);
+	PQclear(r);
+	return false;
+}
+
+bool pg_exec(PgConn *c, const char *sql, PgError *err)
+{
+	return check_command(c, PQexec(c->conn, sql), sql, err);
+}
+
+bool pg_exec_params(PgConn *c, const char *sql, int n, const char *const *params, PgError *err)
+{
+	return check_command(c, PQexecParams(c->conn, sql, n, NULL, params, NULL, NULL, 0), sql, err);
+}
+
+PGresult *pg_query(PgConn *c, const char *sql, int n, const char *const *params)
+{
+	PGresult *r = PQexecParams(c->conn, sql, n, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_log_result(c, r, sql);
+		PQclear(r);
+		return NULL;
+	}
+	return r;
+}
+
+bool pg_query_value(PgConn *c, const char *sql, int n, const char *const *params, char **out)
+{
+	*out = NULL;
+	PGresult *r = pg_query(c, sql, n, params);
+	if (!r)
+		return false;
+	bool ok = PQntuples(r) == 1 && !PQgetisnull(r, 0, 0);
+	if (ok)
+		*out = xstrdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return ok;
+}
+
+bool pg_set_setting(PgConn *c, const char *name, const char *value)
+{
+	const char *p[2] = {name, value};
+	return pg_exec_params(c, "SELECT set_config($1, $2, false)", 2, p, NULL);
+}
+
+bool pg_copy_in_start(PgConn *c, const char *sql, PgError *err)
+{
+	PGresult *r = PQexec(c->conn, sql);
+	if (PQresultStatus(r) != PGRES_COPY_IN) {
+		fill_error(err, c, r);
+		if (!err)
+			pg_log_result(c, r, sql);
+		PQclear(r);
+		return false;
+	}
+	PQclear(r);
+	return true;
+}
+
+bool pg_copy_in_put(PgConn *c, const char *buf, size_t n)
+{
+	/* libpq takes an int length: feed very large buffers in pieces. */
+	while (n > 0) {
+		int chunk = n > (1u << 30) ? (1 << 30) : (int)n;
+		if (PQputCopyData(c->conn, buf, chunk) != 1)
+			return false;
+		buf += chunk;
+		n -= (size_t)chunk;
+	}
+	return true;
+}
+
+bool pg_copy_in_end(PgConn *c, PgError *err)
+{
+	bool ok = PQputCopyEnd(c->conn, NULL) == 1;
+	PGresult *r;
+	while ((r = PQgetResult(c->conn)) != NULL) {
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			if (ok) {
+				fill_error(err, c, r);
+				if (!err)
+					pg_log_result(c, r, "COPY");
+			}
+			ok = false;
+		}
+		PQclear(r);
+	}
+	if (!ok && err && !err->message)
+		fill_error(err, c, NULL);
+	return ok;
+}
+
+bool pg_copy_out_start(PgConn *c, const char *sql)
+{
+	PGresult *r = PQexec(c->conn, sql);
+	if (PQresultStatus(r) != PGRES_COPY_OUT) {
+		pg_log_result(c, r, sql);
+		PQclear(r);
+		return false;
+	}
+	PQclear(r);
+	return true;
+}
+
+int pg_copy_out_row(PgConn *c, char **row)
+{
+	*row = NULL;
+	int n = PQgetCopyData(c->conn, row, 0);
+	if (n > 0)
+		return n;
+	if (n == -1) {
+		bool ok = true;
+		PGresult *r;
+		while ((r = PQgetResult(c->conn)) != NULL) {
+			if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+				pg_log_result(c, r, "COPY TO STDOUT");
+				ok = false;
+			}
+			PQclear(r);
+		}
+		return ok ? 0 : -1;
+	}
+	pg_log_result(c, NULL, "COPY TO STDOUT");
+	return -1;
+}
+
+char *pg_ident(PgConn *c, const char *name)
+{
+	char *q = PQescapeIdentifier(c->conn, name, strlen(name));
+	if (!q) {
+		log_error("cannot quote identifier \"%s\": %s", name, PQerrorMessage(c->conn));
+		abort();
+	}
+	char *r = xstrdup(q);
+	PQfreemem(q);
+	return r;
+}
+
+char *pg_qualified(PgConn *c, const char *schema, const char *table)
+{
+	AUTOFREE char *s = pg_ident(c, schema);
+	AUTOFREE char *t = pg_ident(c, table);
+	return xasprintf("%s.%s", s, t);
+}

@@ -1,0 +1,282 @@
+/*
+ * src/sink.c — the target side of a batch (see sink.h).
+ *
+ * Exactly-once rests on one rule: the batch's rows, its id-map rows, its skip rows and the
+ * checkpoint that moves past it are committed by the same COMMIT. A crash before it loses
+ * the batch entirely (resume re-reads it); after it, the checkpoint says it is done.
+ */
+#include "edumig/sink.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+#include "edumig/copytext.h"
+#include "edumig/log.h"
+#include "edumig/mem.h"
+#include "edumig/rules.h"
+
+static char *copy_sql(PgConn *t, const char *schema, const char *table, const char *const *cols, size_t n)
+{
+	StrBuf b = {0};
+	AUTOFREE char *qt = pg_qualified(t, schema, table);
+	sb_printf(&b, "COPY %s (", qt);
+	for (size_t i = 0; i < n; i++) {
+		AUTOFREE char *q = pg_ident(t, cols[i]);
+		sb_printf(&b, "%s%s", i ? ", " : "", q);
+	}
+	sb_puts(&b, ") FROM STDIN");
+	return sb_steal(&b);
+}
+
+void sink_init(Sink *s, PgConn *t, const Config *cfg, int entity, int part, int64_t run_id)
+{
+	memset(s, 0, sizeof *s);
+	s->t = t;
+	s->cfg = cfg;
+	s->m = &cfg->mappings[entity];
+	s->entity = entity;
+	s->part = part;
+	s->run_id = run_id;
+	const char **cols = xcalloc(s->m->n_cols + 1, sizeof *cols);
+	size_t n = rules_target_columns(s->m, cols, s->m->n_cols);
+	s->copy_rows = copy_sql(t, s->m->target_schema, s->m->target_table, cols, n);
+	free(cols);
+}
+
+void sink_free(Sink *s)
+{
+	free(s->copy_rows);
+	sb_free(&s->buf);
+	sb_free(&s->log);
+}
+
+static bool copy_data(Sink *s, const char *sql, const char *data, size_t len, PgError *err)
+{
+	s->copies++;
+	if (!pg_copy_in_start(s->t, sql, err))
+		return false;
+	if (!pg_copy_in_put(s->t, data, len)) {
+		pg_copy_in_end(s->t, err);
+		return false;
+	}
+	return pg_copy_in_end(s->t, err);
+}
+
+/* Writes the placeholder parents the batch created, grouped by the rule that made them. */
+static bool write_stubs(Sink *s, Batch *b)
+{
+	for (size_t i = 0; i < b->n_stubs; i++) {
+		const ColumnRule *r = b->stubs[i].rule;
+		bool first = true;
+		for (size_t k = 0; k < i; k++)
+			if (b->stubs[k].rule == r)
+				first = false;
+		if (!first)
+			continue;
+		const Mapping *pm = &s->cfg->mappings[b->stubs[i].entity];
+		const char **cols = xcalloc(r->n_stub_cols + 1, sizeof *cols);
+		cols[0] = pm->id_column;
+		for (size_t c = 0; c < r->n_stub_cols; c++)
+			cols[c + 1] = r->stub_cols[c].name;
+		AUTOFREE char *sql = copy_sql(s->t, pm->target_schema, pm->target_table, cols, r->n_stub_cols + 1);
+		free(cols);
+		sb_reset(&s->buf);
+		for (size_t k = i; k < b->n_stubs; k++)
+			if (b->stubs[k].rule == r)
+				sb_puts(&s->buf, b->stubs[k].line);
+		PgError err = {0};
+		if (!copy_data(s, sql, s->buf.data, s->buf.len, &err)) {
+			log_error("%s: cannot create placeholder %s rows (rule %s of %s): [%s] %s%s%s", s->m->entity,
+				  pm->entity, r->path, s->m->file, err.sqlstate, err.message,
+				  err.detail ? " — " : "", err.detail ? err.detail : "");
+			pg_error_clear(&err);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Sends rows [lo, hi) in one COPY inside a savepoint; on a data error splits the range
+ * until single rows are left, which are marked rejected. false = not the rows' fault. */
+static bool copy_range(Sink *s, Batch *b, size_t lo, size_t hi)
+{
+	size_t start = b->rows[lo].off;
+	size_t end = b->rows[hi - 1].off + b->rows[hi - 1].len;
+	if (end == start)
+		return true;
+	if (!pg_exec(s->t, "SAVEPOINT edumig_rows", NULL))
+		return false;
+	PgError err = {0};
+	if (copy_data(s, s->copy_rows, b->lines.data + start, end - start, &err))
+		return pg_exec(s->t, "RELEASE SAVEPOINT edumig_rows", NULL);
+	if (!pg_exec(s->t, "ROLLBACK TO SAVEPOINT edumig_rows", NULL) ||
+	    !pg_exec(s->t, "RELEASE SAVEPOINT edumig_rows", NULL)) {
+		pg_error_clear(&err);
+		return false;
+	}
+	if (!pg_error_is_data(&err)) {
+		log_error("[TARGET] [%s] %s: writing %s rows: %s", err.sqlstate, s->m->entity, s->m->target_table,
+			  err.message);
+		pg_error_clear(&err);
+		return false;
+	}
+	if (hi - lo == 1) {
+		BatchRow *br = &b->rows[lo];
+		br->rejected = true;
+		char kt[KEY_TEXT_MAX];
+		key_format(&br->key, kt);
+		Issue *i = batch_add_issue(b, kt, (int)lo);
+		i->reason = skip_reason_code(REASON_TARGET_REJECTED);
+		i->severity = SEV_ERROR;
+		i->column = NULL;
+		if (err.column) {
+			/* Point at the mapping's own column name when the server names one. */
+			for (size_t c = 0; c < s->m->n_cols; c++)
+				if (strcmp(s->m->cols[c].name, err.column) == 0)
+					i->column = s->m->cols[c].name;
+		}
+		i->sqlstate = xstrdup(err.sqlstate);
+		i->constraint_name = err.constraint ? xstrdup(err.constraint) : NULL;
+		i->detail = err.detail ? xasprintf("%s: %s", err.message, err.detail) : xstrdup(err.message);
+		pg_error_clear(&err);
+		return true;
+	}
+	pg_error_clear(&err);
+	size_t mid = lo + (hi - lo) / 2;
+	return copy_range(s, b, lo, mid) && copy_range(s, b, mid, hi);
+}
+
+static void idmap_line(StrBuf *o, const char *entity, const Key *k, const unsigned char uuid[16], IdKind kind,
+		       const Key *merged_into, int phase, int64_t run_id, const uint64_t *hash)
+{
+	char kt[KEY_TEXT_MAX], ut[37];
+	key_format(k, kt);
+	uuid_unparse_lower(uuid, ut);
+	copytext_put(o, entity, strlen(entity));
+	sb_printf(o, "\t%s\t%s\t%s\t", kt, ut, id_kind_name(kind));
+	if (merged_into) {
+		char mt[KEY_TEXT_MAX];
+		key_format(merged_into, mt);
+		sb_puts(o, mt);
+	} else {
+		sb_puts(o, "\\N");
+	}
+	sb_printf(o, "\t%d\t%lld\t", phase, (long long)run_id);
+	if (hash)
+		sb_printf(o, "%016llx\n", (unsigned long long)*hash);
+	else
+		sb_puts(o, "\\N\n");
+}
+
+static bool write_idmap(Sink *s, Batch *b)
+{
+	sb_reset(&s->buf);
+	for (size_t i = 0; i < b->n_stubs; i++) {
+		const Mapping *pm = &s->cfg->mappings[b->stubs[i].entity];
+		idmap_line(&s->buf, pm->entity, &b->stubs[i].key, b->stubs[i].uuid, ID_STUB, NULL, s->m->phase,
+			   s->run_id, NULL);
+	}
+	for (size_t i = 0; i < b->n_rows; i++) {
+		BatchRow *r = &b->rows[i];
+		if (r->rejected)
+			continue;
+		idmap_line(&s->buf, s->m->entity, &r->key, r->uuid, r->kind,
+			   r->kind == ID_MERGED ? &r->merged_into : NULL, s->m->phase, s->run_id, &r->hash);
+	}
+	if (s->buf.len == 0)
+		return true;
+	PgError err = {0};
+	bool ok = copy_data(s,
+			    "COPY edumig.id_map (entity, old_key, new_id, kind, merged_into, phase, run_id, row_hash) "
+			    "FROM STDIN",
+			    s->buf.data, s->buf.len, &err);
+	if (!ok) {
+		log_error("[TARGET] [%s] %s: writing the id map: %s%s%s", err.sqlstate, s->m->entity, err.message,
+			  err.detail ? " — " : "", err.detail ? err.detail : "");
+		pg_error_clear(&err);
+	}
+	return ok;
+}
+
+static bool issue_live(const Batch *b, const Issue *i)
+{
+	if (i->dropped)
+		return false;
+	/* A warning about a row the target then rejected no longer describes anything. */
+	if (i->severity == SEV_WARNING && i->row >= 0 && b->rows[i->row].rejected)
+		return false;
+	return true;
+}
+
+static bool write_skips(Sink *s, Batch *b)
+{
+	sb_reset(&s->buf);
+	sb_reset(&s->log);
+	for (size_t k = 0; k < b->n_issues; k++) {
+		const Issue *i = &b->issues[k];
+		if (!issue_live(b, i))
+			continue;
+		issue_copy_line(&s->buf, i, s->run_id, s->m->phase, s->m->entity, b->issue_keys[k]);
+		issue_json(&s->log, i, s->run_id, s->m->phase, s->m->entity, b->issue_keys[k]);
+		sb_putc(&s->log, '\n');
+	}
+	if (s->buf.len == 0)
+		return true;
+	PgError err = {0};
+	bool ok = copy_data(s,
+			    "COPY edumig.skips (run_id, phase, entity, old_key, reason, severity, column_name, "
+			    "source_value, detail, sqlstate, constraint_name, cause_entity, cause_key) FROM STDIN",
+			    s->buf.data, s->buf.len, &err);
+	if (!ok) {
+		log_error("[TARGET] [%s] %s: writing the skip log: %s", err.sqlstate, s->m->entity, err.message);
+		pg_error_clear(&err);
+	}
+	return ok;
+}
+
+bool sink_write_batch(Sink *s, Batch *b, Checkpoint *cp)
+{
+	if (!pg_exec(s->t, "BEGIN", NULL))
+		return false;
+	bool ok = write_stubs(s, b) && (b->n_rows == 0 || copy_range(s, b, 0, b->n_rows)) && write_idmap(s, b) &&
+		  write_skips(s, b);
+	if (ok) {
+		int64_t migrated = 0, warned = 0, merged = 0, rejected = 0;
+		for (size_t i = 0; i < b->n_rows; i++) {
+			const BatchRow *r = &b->rows[i];
+			if (r->rejected) {
+				rejected++;
+				continue;
+			}
+			migrated++;
+			if (r->warned)
+				warned++;
+			if (r->kind == ID_MERGED)
+				merged++;
+		}
+		cp->read += b->read;
+		cp->migrated += migrated;
+		cp->warned += warned;
+		cp->merged += merged;
+		cp->skipped += b->skipped + rejected;
+		cp->stubs += (int64_t)b->n_stubs;
+		for (size_t f = 0; f < cp->n_filters && f < b->n_filters; f++)
+			cp->filtered[f] += b->filtered[f];
+		cp->batches++;
+		if (b->has_last) {
+			cp->has_last_key = true;
+			key_format(&b->last_key, cp->last_key);
+		}
+		ok = checkpoint_store(s->t, s->m, s->part, cp);
+	}
+	if (!ok) {
+		pg_exec(s->t, "ROLLBACK", NULL);
+		return false;
+	}
+	if (!pg_exec(s->t, "COMMIT", NULL))
+		return false;
+	if (s->log.len)
+		log_jsonl_write_block(s->log.data, s->log.len);
+	return true;
+}

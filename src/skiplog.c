@@ -1,0 +1,132 @@
+/*
+ * src/skiplog.c — skip-log records: names, COPY lines, JSON lines (see skiplog.h).
+ */
+#include "edumig/skiplog.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edumig/copytext.h"
+
+static const char *const reason_codes[] = {
+#define X(e, s, d) s,
+	SKIP_REASON_LIST(X)
+#undef X
+};
+
+static const char *const reason_desc[] = {
+#define X(e, s, d) d,
+	SKIP_REASON_LIST(X)
+#undef X
+};
+
+const char *skip_reason_code(SkipReason r)
+{
+	return reason_codes[r];
+}
+
+const char *skip_reason_description(SkipReason r)
+{
+	return reason_desc[r];
+}
+
+const char *severity_name(Severity s)
+{
+	return s == SEV_ERROR ? "error" : "warning";
+}
+
+void issue_clear(Issue *i)
+{
+	free(i->source_value);
+	free(i->detail);
+	free(i->sqlstate);
+	free(i->constraint_name);
+	free(i->cause_key);
+	memset(i, 0, sizeof *i);
+}
+
+static void put_opt(StrBuf *b, const char *s)
+{
+	copytext_put(b, s, s ? strlen(s) : 0);
+}
+
+void issue_copy_line(StrBuf *b, const Issue *i, int64_t run_id, int phase, const char *entity,
+		     const char *old_key)
+{
+	sb_printf(b, "%lld\t%d\t", (long long)run_id, phase);
+	put_opt(b, entity);
+	sb_putc(b, '\t');
+	put_opt(b, old_key);
+	sb_putc(b, '\t');
+	put_opt(b, i->reason);
+	sb_putc(b, '\t');
+	sb_puts(b, severity_name(i->severity));
+	sb_putc(b, '\t');
+	put_opt(b, i->column);
+	sb_putc(b, '\t');
+	put_opt(b, i->source_value);
+	sb_putc(b, '\t');
+	put_opt(b, i->detail);
+	sb_putc(b, '\t');
+	put_opt(b, i->sqlstate);
+	sb_putc(b, '\t');
+	put_opt(b, i->constraint_name);
+	sb_putc(b, '\t');
+	put_opt(b, i->cause_entity);
+	sb_putc(b, '\t');
+	put_opt(b, i->cause_key);
+	sb_putc(b, '\n');
+}
+
+void json_put_string(StrBuf *b, const char *s, size_t n)
+{
+	sb_putc(b, '"');
+	for (size_t k = 0; k < n; k++) {
+		unsigned char c = (unsigned char)s[k];
+		switch (c) {
+		case '"': sb_put(b, "\\\"", 2); break;
+		case '\\': sb_put(b, "\\\\", 2); break;
+		case '\n': sb_put(b, "\\n", 2); break;
+		case '\r': sb_put(b, "\\r", 2); break;
+		case '\t': sb_put(b, "\\t", 2); break;
+		default:
+			if (c < 0x20 || c == 0x7f)
+				sb_printf(b, "\\u%04x", c);
+			else
+				sb_putc(b, (char)c);
+		}
+	}
+	sb_putc(b, '"');
+}
+
+static void json_field(StrBuf *b, const char *key, const char *val, bool *first)
+{
+	if (!val)
+		return;
+	if (!*first)
+		sb_putc(b, ',');
+	*first = false;
+	json_put_string(b, key, strlen(key));
+	sb_putc(b, ':');
+	json_put_string(b, val, strlen(val));
+}
+
+void issue_json(StrBuf *b, const Issue *i, int64_t run_id, int phase, const char *entity,
+		const char *old_key)
+{
+	bool first = false;
+	sb_printf(b, "{\"event\":\"skip\",\"run_id\":%lld,\"phase\":%d", (long long)run_id, phase);
+	json_field(b, "entity", entity, &first);
+	json_field(b, "old_key", old_key, &first);
+	json_field(b, "reason", i->reason, &first);
+	json_field(b, "severity", severity_name(i->severity), &first);
+	json_field(b, "column", i->column, &first);
+	json_field(b, "source_value", i->source_value, &first);
+	json_field(b, "detail", i->detail, &first);
+	json_field(b, "sqlstate", i->sqlstate, &first);
+	json_field(b, "constraint", i->constraint_name, &first);
+	json_field(b, "cause_entity", i->cause_entity, &first);
+	json_field(b, "cause_key", i->cause_key, &first);
+	sb_putc(b, '}');
+}

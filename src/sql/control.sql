@@ -1,0 +1,83 @@
+-- src/sql/control.sql — edumig's control tables in the target database (schema "edumig").
+-- Idempotent: every run executes it; schema_version says which layout is in place.
+-- Runnable in psql as it is.
+CREATE SCHEMA IF NOT EXISTS edumig;
+
+CREATE TABLE IF NOT EXISTS edumig.schema_version (
+    version integer NOT NULL,
+    installed_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS edumig.runs (
+    run_id bigserial PRIMARY KEY,
+    command text NOT NULL,
+    phase integer,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    status text NOT NULL DEFAULT 'running'
+        CHECK (status IN ('running', 'done', 'failed', 'stopped')),
+    config_hash text,
+    version text,
+    host text,
+    pid integer,
+    message text
+);
+
+-- The persistent map from legacy key to target UUID: the truth about identity.
+CREATE TABLE IF NOT EXISTS edumig.id_map (
+    entity text NOT NULL,
+    old_key text NOT NULL,
+    new_id uuid NOT NULL,
+    kind text NOT NULL DEFAULT 'row' CHECK (kind IN ('row', 'merged', 'stub')),
+    merged_into text,
+    phase integer NOT NULL,
+    run_id bigint NOT NULL,
+    row_hash text,
+    migrated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (entity, old_key)
+);
+CREATE INDEX IF NOT EXISTS id_map_new_id_idx ON edumig.id_map (new_id);
+
+CREATE TABLE IF NOT EXISTS edumig.skips (
+    skip_id bigserial PRIMARY KEY,
+    run_id bigint NOT NULL,
+    phase integer NOT NULL,
+    entity text NOT NULL,
+    old_key text,
+    reason text NOT NULL,
+    severity text NOT NULL CHECK (severity IN ('error', 'warning')),
+    column_name text,
+    source_value text,
+    detail text,
+    sqlstate text,
+    constraint_name text,
+    cause_entity text,
+    cause_key text,
+    at timestamptz NOT NULL DEFAULT now(),
+    resolved_at timestamptz,
+    resolved_by_run bigint
+);
+CREATE INDEX IF NOT EXISTS skips_entity_key_idx ON edumig.skips (entity, old_key);
+
+-- One row per worker partition; advanced in the same transaction as its batch.
+CREATE TABLE IF NOT EXISTS edumig.checkpoints (
+    entity text NOT NULL,
+    part integer NOT NULL DEFAULT 0,
+    phase integer NOT NULL,
+    last_key text,
+    rows_read bigint NOT NULL DEFAULT 0,
+    rows_filtered jsonb NOT NULL DEFAULT '{}',
+    rows_migrated bigint NOT NULL DEFAULT 0,
+    rows_warned bigint NOT NULL DEFAULT 0,
+    rows_merged bigint NOT NULL DEFAULT 0,
+    rows_skipped bigint NOT NULL DEFAULT 0,
+    stubs bigint NOT NULL DEFAULT 0,
+    batches bigint NOT NULL DEFAULT 0,
+    seconds double precision NOT NULL DEFAULT 0,
+    state text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'done')),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (entity, part)
+);
+
+INSERT INTO edumig.schema_version (version)
+SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM edumig.schema_version);

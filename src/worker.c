@@ -1,0 +1,376 @@
+/*
+ * src/worker.c — one entity's batch loop (see worker.h).
+ *
+ * Memory holds one batch plus the id sets of the entity's parents; the source is a COPY
+ * stream, so the size of the table being copied never matters. Rows of one key are never
+ * split across batches: a batch closes only where the key changes, which is what makes
+ * "resume after the last committed key" exact.
+ */
+#include "edumig/worker.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "edumig/batch.h"
+#include "edumig/control.h"
+#include "edumig/copytext.h"
+#include "edumig/idmap.h"
+#include "edumig/log.h"
+#include "edumig/mem.h"
+#include "edumig/rules.h"
+#include "edumig/sink.h"
+#include "edumig/source.h"
+
+static int64_t batches_committed;
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t fnv1a(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+typedef struct Loop {
+	PgConn *src, *tgt;
+	const Config *cfg;
+	const Mapping *m;
+	int entity;
+	const WorkerOptions *o;
+	IdSet **sets;
+	Batch b;
+	Sink sink;
+	Checkpoint cp;
+	RuleCtx rc;
+	TxEnv *env;
+	char **val;
+	size_t *len;
+	int ncols;
+	double t0, last_progress;
+	int64_t total;            /* source rows, when counted for the ETA; -1 otherwise */
+	int64_t read_this_run;
+	double secs_before;
+} Loop;
+
+/* Loads the id sets the mapping's references (and merges) need. */
+static bool load_sets(Loop *l)
+{
+	for (size_t c = 0; c < l->m->n_cols; c++) {
+		const ColumnRule *r = &l->m->cols[c];
+		if (r->kind != RULE_REF || l->sets[r->ref_entity_index])
+			continue;
+		const char *pe = l->cfg->mappings[r->ref_entity_index].entity;
+		l->sets[r->ref_entity_index] = control_load_idset(l->tgt, pe);
+		if (!l->sets[r->ref_entity_index])
+			return false;
+		log_debug("%s: %zu keys of %s loaded (%zu KiB)", l->m->entity,
+			  idset_count(l->sets[r->ref_entity_index]), pe,
+			  idset_bytes(l->sets[r->ref_entity_index]) / 1024);
+	}
+	if (l->m->merge && !l->sets[l->entity]) {
+		l->sets[l->entity] = control_load_idset(l->tgt, l->m->entity);
+		if (!l->sets[l->entity])
+			return false;
+	}
+	return true;
+}
+
+static void progress(Loop *l, bool force)
+{
+	double t = now_s();
+	if (!force && t - l->last_progress < (log_is_tty() ? 0.5 : 10.0))
+		return;
+	l->last_progress = t;
+	double el = t - l->t0;
+	double rate = el > 0 ? (double)l->read_this_run / el : 0;
+	int64_t done = l->cp.read + l->b.read;
+	if (l->total > 0 && rate > 0) {
+		double eta = (double)(l->total - done) / rate;
+		log_progress("%s: %" PRId64 "/%" PRId64 " rows read, %" PRId64 " migrated, %" PRId64
+			     " skipped, %.0f rows/s, ETA %.0fs",
+			     l->m->entity, done, l->total, l->cp.migrated, l->cp.skipped, rate, eta < 0 ? 0 : eta);
+	} else {
+		log_progress("%s: %" PRId64 " rows read, %" PRId64 " migrated, %" PRId64 " skipped, %.0f rows/s",
+			     l->m->entity, done, l->cp.migrated, l->cp.skipped, rate);
+	}
+}
+
+static bool over_threshold(const Loop *l);
+static void stop_message(Loop *l);
+
+/* Commits the batch. Returns 1 committed, 0 failed, 2 committed but --max-skips exceeded. */
+static int flush(Loop *l)
+{
+	l->cp.seconds = l->secs_before + (now_s() - l->t0);
+	if (!sink_write_batch(&l->sink, &l->b, &l->cp))
+		return 0;
+	batches_committed++;
+	batch_reset(&l->b);
+	progress(l, false);
+	if (l->o->crash_after_batches > 0 && batches_committed >= l->o->crash_after_batches) {
+		log_error("test hook: stopping after %" PRId64 " committed batches", batches_committed);
+		fflush(NULL);
+		_exit(9);
+	}
+	if (over_threshold(l)) {
+		stop_message(l);
+		return 2;
+	}
+	return 1;
+}
+
+/* A row whose key has a NULL can't be identified: skipped, with its content as evidence. */
+static void add_null_key_row(Loop *l, const char *raw, size_t n)
+{
+	Issue *i = batch_add_issue(&l->b, NULL, -1);
+	i->reason = skip_reason_code(REASON_NULL_SOURCE_KEY);
+	i->severity = SEV_ERROR;
+	StrBuf d = {0};
+	sb_puts(&d, "key (");
+	for (int k = 0; k < l->m->n_key; k++)
+		sb_printf(&d, "%s%s", k ? ", " : "", l->m->key_cols[k]);
+	sb_puts(&d, ") is NULL");
+	i->detail = sb_steal(&d);
+	if (!l->m->sensitive_any)
+		i->source_value = xstrndup(raw, n > 500 ? 500 : n);
+	l->b.skipped++;
+}
+
+/* Index of the filter the row matched, or -1. */
+static int row_filter(const Loop *l)
+{
+	const char *fv = l->val[l->ncols - 1];
+	int64_t fi;
+	if (fv && key_int(fv, &fi) && fi >= 0 && (size_t)fi < l->m->n_filters)
+		return (int)fi;
+	return -1;
+}
+
+static bool row_key(const Loop *l, Key *key)
+{
+	memset(key, 0, sizeof *key);
+	key->n = (uint8_t)l->m->n_key;
+	for (int k = 0; k < l->m->n_key; k++) {
+		const char *v = l->val[l->m->key_idx[k]];
+		if (!v || !key_int(v, &key->v[k]))
+			return false;
+	}
+	return true;
+}
+
+/* Streams the rows; returns 1 done, 0 failed, 2 stopped by --max-skips. */
+static int stream(Loop *l, bool null_keys, bool unique)
+{
+	bool resume = !null_keys && l->cp.has_last_key;
+	if (resume) {
+		Key k;
+		if (!key_parse(l->cp.last_key, &k) || k.n != l->m->n_key) {
+			log_error("%s: checkpoint key '%s' does not fit the mapping's %d-column key "
+				  "(was the key changed since the last run?)",
+				  l->m->entity, l->cp.last_key, l->m->n_key);
+			return 0;
+		}
+		if (!source_set_resume(l->src, &k))
+			return 0;
+	}
+	AUTOFREE char *sql = source_stream_sql(l->src, l->m, resume, null_keys, unique);
+	log_debug("%s: %s", l->m->entity, sql);
+	if (!pg_copy_out_start(l->src, sql))
+		return 0;
+	char *row;
+	int n;
+	int st = 1;
+	/* The last key that went through the rules: a second row with it is a duplicate. */
+	Key processed = {0};
+	bool has_processed = false;
+	StrBuf raw = {0};
+	while ((n = pg_copy_out_row(l->src, &row)) > 0) {
+		uint64_t h = fnv1a(row, (size_t)n);
+		if (null_keys) {
+			sb_reset(&raw);
+			sb_put(&raw, row, (size_t)n > 500 ? 500 : (size_t)n);
+		}
+		int nf = copytext_split(row, (size_t)n, l->val, l->len, l->ncols);
+		if (nf != l->ncols) {
+			log_error("%s: the source stream has %d columns, expected %d", l->m->entity, nf, l->ncols);
+			PQfreemem(row);
+			st = 0;
+			break;
+		}
+		Key key;
+		bool has_key = !null_keys && row_key(l, &key);
+		/* Close the batch only between two keys, so resume never splits a key. */
+		if (has_key && l->b.read >= l->o->batch_size && !(l->b.has_last && key_equal(&key, &l->b.last_key))) {
+			st = flush(l);
+			if (st != 1) {
+				PQfreemem(row);
+				break;
+			}
+		}
+		l->b.read++;
+		l->read_this_run++;
+		int f = row_filter(l);
+		if (f >= 0) {
+			l->b.filtered[f]++;
+			l->b.filtered_total++;
+		} else if (!has_key) {
+			add_null_key_row(l, raw.data ? raw.data : "", raw.len);
+		} else if (has_processed && key_equal(&key, &processed)) {
+			char kt[KEY_TEXT_MAX];
+			key_format(&key, kt);
+			Issue *i = batch_add_issue(&l->b, kt, -1);
+			i->reason = skip_reason_code(REASON_DUPLICATE_SOURCE_KEY);
+			i->severity = SEV_ERROR;
+			i->detail = xasprintf("%s %s appears on more than one source row; the first one migrated",
+					      l->m->entity, kt);
+			l->b.skipped++;
+		} else {
+			char kt[KEY_TEXT_MAX];
+			key_format(&key, kt);
+			RowInput in = {.val = l->val, .len = l->len, .key = &key, .key_text = kt, .hash = h};
+			if (!rules_apply(&l->rc, &in, &l->b))
+				l->b.skipped++;
+			processed = key;
+			has_processed = true;
+		}
+		if (has_key) {
+			l->b.last_key = key;
+			l->b.has_last = true;
+		}
+		PQfreemem(row);
+	}
+	sb_free(&raw);
+	if (n < 0)
+		st = 0;
+	if (st != 1) {
+		/* Drain an interrupted COPY so the connection stays usable. */
+		while (pg_copy_out_row(l->src, &row) > 0)
+			PQfreemem(row);
+	}
+	return st;
+}
+
+static void stop_message(Loop *l)
+{
+	const char *p[] = {l->m->entity};
+	PGresult *r = pg_query(l->tgt,
+			       "SELECT reason, count(*) FROM edumig.skips WHERE entity = $1 AND severity = 'error' "
+			       "AND resolved_at IS NULL GROUP BY reason ORDER BY 2 DESC, 1 LIMIT 3",
+			       1, p);
+	StrBuf top = {0};
+	for (int i = 0; r && i < PQntuples(r); i++)
+		sb_printf(&top, "%s%s (%s)", i ? ", " : "", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+	PQclear(r);
+	log_error("%s: %" PRId64 " rows skipped of %" PRId64 " read exceeds --max-skips %g%s; stopping after the "
+		  "committed batch. Top reasons: %s",
+		  l->m->entity, l->cp.skipped, l->cp.read, l->o->max_skips, l->o->max_skips_pct ? "%" : "",
+		  sb_str(&top));
+	sb_free(&top);
+}
+
+static bool over_threshold(const Loop *l)
+{
+	if (!l->o->max_skips_set)
+		return false;
+	if (l->o->max_skips_pct)
+		return l->cp.read > 0 && (double)l->cp.skipped * 100.0 > l->o->max_skips * (double)l->cp.read;
+	return (double)l->cp.skipped > l->o->max_skips;
+}
+
+WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int entity, int64_t run_id,
+			     const WorkerOptions *o)
+{
+	Loop l = {.src = src, .tgt = tgt, .cfg = cfg, .m = &cfg->mappings[entity], .entity = entity, .o = o,
+		  .total = -1};
+	WorkResult res = WORK_FAILED;
+	if (!checkpoint_load(tgt, l.m, 0, &l.cp))
+		return WORK_FAILED;
+	if (l.cp.done) {
+		log_info("%s: done on a previous run (%" PRId64 " migrated, %" PRId64 " skipped)", l.m->entity,
+			 l.cp.migrated, l.cp.skipped);
+		checkpoint_free(&l.cp);
+		return WORK_OK;
+	}
+	if (!l.cp.exists && !checkpoint_create(tgt, l.m, 0)) {
+		checkpoint_free(&l.cp);
+		return WORK_FAILED;
+	}
+	if (l.cp.has_last_key)
+		log_info("%s: resuming after key %s (batch %" PRId64 ")", l.m->entity, l.cp.last_key, l.cp.batches + 1);
+	l.sets = xcalloc(cfg->n_mappings, sizeof *l.sets);
+	l.ncols = (int)l.m->n_src_cols + 1;
+	l.val = xcalloc((size_t)l.ncols, sizeof *l.val);
+	l.len = xcalloc((size_t)l.ncols, sizeof *l.len);
+	batch_init(&l.b, l.m->n_filters);
+	sink_init(&l.sink, tgt, cfg, entity, 0, run_id);
+	bool unique = false;
+	if (!load_sets(&l) || !source_key_unique(src, l.m, &unique))
+		goto out;
+	l.env = txenv_create(cfg->lookups, cfg->namespace_uuid);
+	rulectx_init(&l.rc, cfg, entity, l.sets, l.env);
+	if (log_is_tty()) {
+		AUTOFREE char *csql = source_count_sql(src, l.m);
+		AUTOFREE char *cnt = NULL;
+		if (pg_query_value(src, csql, 0, NULL, &cnt))
+			l.total = strtoll(cnt, NULL, 10);
+	}
+	l.t0 = now_s();
+	l.secs_before = l.cp.seconds;
+	int st = stream(&l, false, unique);
+	if (st == 1)
+		st = stream(&l, true, unique);
+	if (st == 0)
+		goto out;
+	if (st == 2) {
+		res = WORK_STOPPED;
+		goto out;
+	}
+	/* The last batch carries the "done" state in the same transaction. */
+	l.cp.done = true;
+	l.cp.seconds = l.secs_before + (now_s() - l.t0);
+	if (!sink_write_batch(&l.sink, &l.b, &l.cp))
+		goto out;
+	batch_reset(&l.b);
+	progress(&l, true);
+	{
+		int64_t filtered = 0;
+		for (size_t f = 0; f < l.m->n_filters; f++)
+			filtered += l.cp.filtered[f];
+		log_info("%s: done: %" PRId64 " read, %" PRId64 " filtered, %" PRId64 " migrated (%" PRId64
+			 " with warnings, %" PRId64 " merged), %" PRId64 " skipped, %" PRId64 " placeholders",
+			 l.m->entity, l.cp.read, filtered, l.cp.migrated, l.cp.warned, l.cp.merged, l.cp.skipped,
+			 l.cp.stubs);
+	}
+	res = WORK_OK;
+	if (over_threshold(&l)) {
+		stop_message(&l);
+		res = WORK_STOPPED;
+	}
+out:
+	if (l.env) {
+		rulectx_free(&l.rc);
+		txenv_destroy(l.env);
+	}
+	for (size_t i = 0; i < cfg->n_mappings; i++)
+		idset_destroy(l.sets[i]);
+	free(l.sets);
+	free(l.val);
+	free(l.len);
+	batch_free(&l.b);
+	sink_free(&l.sink);
+	checkpoint_free(&l.cp);
+	return res;
+}

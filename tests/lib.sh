@@ -1,0 +1,78 @@
+# tests/lib.sh — shared helpers for the shell integration tests (TAP output).
+#
+# Environment provided by meson (tests/meson.build) and scripts/test.sh:
+#   EDUMIG        path of the built edumig binary
+#   SRCDIR        repository root
+#   PGHOST/PGPORT/PGUSER   the throwaway cluster started by scripts/test.sh
+#   EDU_TEMPLATE  legacy database at scale 0.01 to clone (CREATE DATABASE .. TEMPLATE)
+#   LMS_TEMPLATE  empty target database (lms schema loaded) to clone
+# Every test creates databases with a unique prefix and drops them at exit.
+set -uo pipefail
+
+_tap_n=0
+_tap_failed=0
+_test_dbs=()
+TEST_NAME=${TEST_NAME:-$(basename "$0" .sh)}
+# Databases of one test share a prefix so parallel tests never collide.
+DB_PREFIX="t_${TEST_NAME//[^a-zA-Z0-9]/_}_$$"
+WORKDIR=$(mktemp -d "/tmp/edumig-test-${TEST_NAME}.XXXXXX")
+
+_cleanup() {
+    local db
+    for db in "${_test_dbs[@]}"; do
+        psql -d postgres -qAtc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+    rm -rf "$WORKDIR"
+}
+trap _cleanup EXIT
+
+ok() {   # ok DESCRIPTION  (a passing check)
+    _tap_n=$((_tap_n + 1)); echo "ok $_tap_n - $1"
+}
+not_ok() {   # not_ok DESCRIPTION [DETAIL]
+    _tap_n=$((_tap_n + 1)); _tap_failed=$((_tap_failed + 1))
+    echo "not ok $_tap_n - $1"
+    [ $# -ge 2 ] && printf '%s\n' "$2" | sed 's/^/#   /'
+    return 0
+}
+assert_eq() {   # assert_eq DESCRIPTION EXPECTED ACTUAL
+    if [ "$2" == "$3" ]; then ok "$1"; else not_ok "$1" "expected: [$2]
+actual:   [$3]"; fi
+}
+assert_ne() {   # assert_ne DESCRIPTION UNEXPECTED ACTUAL
+    if [ "$2" != "$3" ]; then ok "$1"; else not_ok "$1" "value must differ from [$2]"; fi
+}
+assert_match() {   # assert_match DESCRIPTION EXTENDED-REGEX ACTUAL
+    if [[ "$3" =~ $2 ]]; then ok "$1"; else not_ok "$1" "pattern: $2
+actual:  $3"; fi
+}
+assert_cmd() {   # assert_cmd DESCRIPTION CMD...   (passes when CMD exits 0)
+    local d=$1; shift
+    local out
+    if out=$("$@" 2>&1); then ok "$d"; else not_ok "$d" "command failed ($?): $*
+$out"; fi
+}
+assert_exit() {   # assert_exit DESCRIPTION EXPECTED_CODE CMD...
+    local d=$1 want=$2; shift 2
+    local out rc
+    out=$("$@" 2>&1); rc=$?
+    if [ "$rc" == "$want" ]; then ok "$d"; else not_ok "$d" "exit $rc, expected $want: $*
+$out"; fi
+}
+
+new_db() {   # new_db VAR SUFFIX [TEMPLATE]: create a database, store its name in VAR; dropped at exit
+    local __var=$1 name="${DB_PREFIX}_$2" tpl=${3:-template0}
+    psql -X -d postgres -qAtc "CREATE DATABASE \"$name\" TEMPLATE \"$tpl\"" >/dev/null || return 1
+    _test_dbs+=("$name")
+    printf -v "$__var" '%s' "$name"
+}
+track_db() { _test_dbs+=("$1"); }   # track_db NAME: drop NAME at exit too
+
+q() {   # q DB SQL  -> unaligned, tuples only
+    psql -X -d "$1" -qAt -v ON_ERROR_STOP=1 -c "$2"
+}
+
+done_testing() {
+    echo "1..$_tap_n"
+    [ "$_tap_failed" -eq 0 ]
+}
