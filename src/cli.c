@@ -172,10 +172,7 @@ static int run_command(const Command *c, int argc, char **argv)
 	int errors = 0;
 	bool help = false;
 	char *source = NULL, *target = NULL;
-	const char *crash = getenv("EDUMIG_TEST_CRASH_AFTER_BATCHES");
 	long long v;
-	if (crash && parse_int(crash, 1, 1LL << 40, &v))
-		o.w.crash_after_batches = v;
 
 	optind = 1;
 	opterr = 0;

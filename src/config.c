@@ -360,11 +360,12 @@ static bool parse_value(Ctx *c, json_object *o, const char *ptr, ValueSpec *v, P
 	}
 	parse_policy(c, o, ptr, "on_invalid", &v->on_invalid, invalid_policies, 3);
 	if (json_object_object_get_ex(o, "default", &x)) {
+		AUTOFREE char *p = ptr_key(ptr, "default");
 		v->default_value = scalar_text(x);
-		if (!v->default_value) {
-			AUTOFREE char *p = ptr_key(ptr, "default");
+		if (!v->default_value)
 			cerr(c, p, "a default must not be null (use \"on_invalid\": \"null\")");
-		}
+		else if (json_object_is_type(x, json_type_string) && strchr(v->default_value, '{'))
+			v->default_tmpl = parse_template(c, v->default_value, p);
 	}
 	if (v->on_invalid == POLICY_DEFAULT && !v->default_value)
 		cerr(c, ptr, "\"on_invalid\": \"default\" needs a \"default\" value");
@@ -391,6 +392,7 @@ static void value_free(ValueSpec *v)
 	free(v->from);
 	free(v->constant);
 	free(v->default_value);
+	template_free(v->default_tmpl);
 	template_free(v->tmpl);
 	txchain_free(v->chain);
 	if (v->or) {
@@ -718,7 +720,7 @@ static void parse_source(Ctx *c, json_object *o, Mapping *m)
 static void parse_mapping(Ctx *c, json_object *root, Mapping *m)
 {
 	static const char *const keys[] = {"entity", "description", "source", "lookups", "target",
-					   "defaults", "columns", NULL};
+					   "defaults", "columns", "flags", NULL};
 	if (!expect_type(c, root, json_type_object, ""))
 		return;
 	check_keys(c, root, "", keys);
@@ -760,6 +762,32 @@ static void parse_mapping(Ctx *c, json_object *root, Mapping *m)
 		m->target_schema = xstrdup("public");
 	if (!m->id_column)
 		m->id_column = xstrdup("id");
+
+	if (json_object_object_get_ex(root, "flags", &x) && expect_type(c, x, json_type_array, "/flags")) {
+		m->n_flags = json_object_array_length(x);
+		m->flags = xcalloc(m->n_flags ? m->n_flags : 1, sizeof *m->flags);
+		for (size_t i = 0; i < m->n_flags; i++) {
+			json_object *f = json_object_array_get_idx(x, i), *d;
+			AUTOFREE char *p = ptr_idx("/flags", i);
+			m->flags[i].col = -1;
+			if (!expect_type(c, f, json_type_object, p))
+				continue;
+			static const char *const fkeys[] = {"when", "reason", "column", "detail", NULL};
+			check_keys(c, f, p, fkeys);
+			m->flags[i].when = get_str(c, f, p, "when", true);
+			m->flags[i].reason = get_str(c, f, p, "reason", true);
+			m->flags[i].column = get_str(c, f, p, "column", false);
+			if (m->flags[i].reason && !is_identifier(m->flags[i].reason)) {
+				AUTOFREE char *pr = ptr_key(p, "reason");
+				cerr(c, pr, "reason \"%s\" must be a snake_case code", m->flags[i].reason);
+			}
+			if (json_object_object_get_ex(f, "detail", &d)) {
+				AUTOFREE char *pd = ptr_key(p, "detail");
+				if (expect_type(c, d, json_type_string, pd))
+					m->flags[i].detail = parse_template(c, json_object_get_string(d), pd);
+			}
+		}
+	}
 
 	Policy dflt_invalid = POLICY_SKIP, dflt_missing = POLICY_SKIP;
 	if (json_object_object_get_ex(root, "defaults", &x) &&
@@ -847,6 +875,13 @@ static void mapping_free(Mapping *m)
 		free(m->merge->reason);
 		free(m->merge);
 	}
+	for (size_t i = 0; i < m->n_flags; i++) {
+		free(m->flags[i].when);
+		free(m->flags[i].reason);
+		free(m->flags[i].column);
+		template_free(m->flags[i].detail);
+	}
+	free(m->flags);
 	free(m->target_schema);
 	free(m->target_table);
 	free(m->id_column);
@@ -1278,6 +1313,7 @@ static void bind_value(Mapping *m, size_t *cap, ValueSpec *v)
 	if (v->from)
 		v->col = src_col(m, cap, v->from);
 	bind_template(m, cap, v->tmpl, false);
+	bind_template(m, cap, v->default_tmpl, false);
 	if (v->or)
 		bind_value(m, cap, v->or);
 }
@@ -1289,6 +1325,11 @@ static void bind_mapping(Mapping *m)
 		m->key_idx[i] = src_col(m, &cap, m->key_cols[i]);
 	if (m->merge)
 		m->merge->col = src_col(m, &cap, m->merge->survivor_column);
+	for (size_t i = 0; i < m->n_flags; i++) {
+		if (m->flags[i].when)
+			m->flags[i].col = src_col(m, &cap, m->flags[i].when);
+		bind_template(m, &cap, m->flags[i].detail, false);
+	}
 	for (size_t c = 0; c < m->n_cols; c++) {
 		ColumnRule *r = &m->cols[c];
 		bind_value(m, &cap, &r->value);

@@ -32,13 +32,19 @@ bool key_parse(const char *text, Key *out)
 	char buf[KEY_TEXT_MAX];
 	if (snprintf(buf, sizeof buf, "%s", text) >= (int)sizeof buf)
 		return false;
-	char *save = NULL;
-	for (char *tok = strtok_r(buf, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+	/* Every '/'-separated piece must be an integer: "1/", "/1" and "1//2" are malformed
+	 * (strtok_r would skip the empty pieces and accept them). */
+	for (char *tok = buf;;) {
+		char *slash = strchr(tok, '/');
+		if (slash)
+			*slash = '\0';
 		if (out->n >= EDUMIG_MAX_KEY_COLS || !key_int(tok, &out->v[out->n]))
 			return false;
 		out->n++;
+		if (!slash)
+			return true;
+		tok = slash + 1;
 	}
-	return out->n > 0;
 }
 
 void key_format(const Key *k, char out[KEY_TEXT_MAX])
@@ -196,9 +202,15 @@ size_t idset_bytes(const IdSet *s)
 
 void idmap_uuid(const unsigned char ns[16], const char *entity, const Key *k, unsigned char out[16])
 {
-	char name[256];
+	char buf[256];
 	char kt[KEY_TEXT_MAX];
 	key_format(k, kt);
-	int n = snprintf(name, sizeof name, "%s:%s", entity, kt);
+	char *name = buf;
+	int n = snprintf(buf, sizeof buf, "%s:%s", entity, kt);
+	/* A long entity name must not be cut (nor read past the buffer). */
+	if (n >= (int)sizeof buf)
+		name = xasprintf("%s:%s", entity, kt);
 	uuid_generate_sha1(out, ns, name, (size_t)n);
+	if (name != buf)
+		free(name);
 }

@@ -27,6 +27,7 @@ typedef struct Scan {
 	int line;
 	JsonPos *p;
 	int depth;
+	int in_dup;   /* > 0 inside the value of a duplicate key: its members are no new keys */
 } Scan;
 
 static void add(JsonPos *p, const char *ptr, int line)
@@ -45,10 +46,26 @@ static bool has(const JsonPos *p, const char *ptr)
 	return false;
 }
 
+/* Skips white space and the comments json-c accepts (slash-star and double-slash). */
 static void skip_ws(Scan *sc)
 {
 	while (sc->i < sc->len) {
 		char c = sc->s[sc->i];
+		if (c == '/' && sc->i + 1 < sc->len && (sc->s[sc->i + 1] == '/' || sc->s[sc->i + 1] == '*')) {
+			bool block = sc->s[sc->i + 1] == '*';
+			for (sc->i += 2; sc->i < sc->len; sc->i++) {
+				if (block && sc->s[sc->i] == '*' && sc->i + 1 < sc->len && sc->s[sc->i + 1] == '/') {
+					sc->i += 2;
+					break;
+				}
+				if (sc->s[sc->i] == '\n') {
+					if (!block)
+						break;   /* the loop below counts it */
+					sc->line++;
+				}
+			}
+			continue;
+		}
 		if (c == '\n')
 			sc->line++;
 		else if (c != ' ' && c != '\t' && c != '\r')
@@ -57,22 +74,76 @@ static void skip_ws(Scan *sc)
 	}
 }
 
-/* Reads a string token into @out (escapes kept simple: \x -> x, \uXXXX kept raw). */
+/* Four hex digits at the scan position, consumed; -1 (nothing consumed) when absent. */
+static long read_hex4(Scan *sc)
+{
+	long v = 0;
+	if (sc->i + 4 > sc->len)
+		return -1;
+	for (size_t k = 0; k < 4; k++) {
+		char h = sc->s[sc->i + k];
+		int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 :
+			h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+		if (d < 0)
+			return -1;
+		v = v * 16 + d;
+	}
+	sc->i += 4;
+	return v;
+}
+
+static void put_utf8(StrBuf *b, unsigned long cp)
+{
+	if (cp < 0x80) {
+		sb_putc(b, (char)cp);
+	} else if (cp < 0x800) {
+		sb_putc(b, (char)(0xc0 | (cp >> 6)));
+		sb_putc(b, (char)(0x80 | (cp & 0x3f)));
+	} else if (cp < 0x10000) {
+		sb_putc(b, (char)(0xe0 | (cp >> 12)));
+		sb_putc(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+		sb_putc(b, (char)(0x80 | (cp & 0x3f)));
+	} else {
+		sb_putc(b, (char)(0xf0 | (cp >> 18)));
+		sb_putc(b, (char)(0x80 | ((cp >> 12) & 0x3f)));
+		sb_putc(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+		sb_putc(b, (char)(0x80 | (cp & 0x3f)));
+	}
+}
+
+/* Reads a string token into @out, unescaped as json-c does, so pointers match its keys
+ * (json-c also accepts single-quoted strings). */
 static bool scan_string(Scan *sc, StrBuf *out)
 {
-	if (sc->i >= sc->len || sc->s[sc->i] != '"')
+	if (sc->i >= sc->len || (sc->s[sc->i] != '"' && sc->s[sc->i] != '\''))
 		return false;
-	sc->i++;
+	char quote = sc->s[sc->i++];
 	while (sc->i < sc->len) {
 		char c = sc->s[sc->i++];
-		if (c == '"')
+		if (c == quote)
 			return true;
 		if (c == '\n')
 			sc->line++;
 		if (c == '\\' && sc->i < sc->len) {
 			char e = sc->s[sc->i++];
-			if (out)
-				sb_putc(out, e == 'n' ? '\n' : e == 't' ? '\t' : e);
+			long cp = e == 'u' ? read_hex4(sc) : -1;
+			if (cp >= 0xd800 && cp < 0xdc00 && sc->i + 1 < sc->len && sc->s[sc->i] == '\\' &&
+			    sc->s[sc->i + 1] == 'u') {
+				size_t at = sc->i;
+				sc->i += 2;
+				long lo = read_hex4(sc);
+				if (lo >= 0xdc00 && lo < 0xe000)
+					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+				else
+					sc->i = at;
+			}
+			if (!out)
+				continue;
+			if (cp >= 0)
+				put_utf8(out, cp >= 0xd800 && cp < 0xe000 ? 0xfffd : (unsigned long)cp);
+			else
+				sb_putc(out, e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' :
+					     e == 'b' ? '\b' : e == 'f' ? '\f' : e);
 			continue;
 		}
 		if (out)
@@ -116,12 +187,16 @@ static bool scan_object(Scan *sc, StrBuf *ptr)
 			goto out;
 		sb_truncate(ptr, base);
 		append_token(ptr, sb_str(&key));
-		if (has(sc->p, sb_str(ptr))) {
+		bool dup = false;
+		if (sc->in_dup) {
+			/* Inside a duplicate's value: its keys repeat the first value's, not errors. */
+		} else if (has(sc->p, sb_str(ptr))) {
 			JsonPos *p = sc->p;
 			p->dup = xgrow(p->dup, &p->capdup, p->ndup + 1, sizeof *p->dup);
 			p->dup[p->ndup].ptr = xstrdup(sb_str(ptr));
 			p->dup[p->ndup].line = line;
 			p->ndup++;
+			dup = true;
 		} else {
 			add(sc->p, sb_str(ptr), line);
 		}
@@ -129,13 +204,23 @@ static bool scan_object(Scan *sc, StrBuf *ptr)
 		if (sc->i >= sc->len || sc->s[sc->i] != ':')
 			goto out;
 		sc->i++;
-		if (!scan_value(sc, ptr))
+		sc->in_dup += dup;
+		bool vok = scan_value(sc, ptr);
+		sc->in_dup -= dup;
+		if (!vok)
 			goto out;
 		skip_ws(sc);
 		if (sc->i >= sc->len)
 			goto out;
 		if (sc->s[sc->i] == ',') {
 			sc->i++;
+			skip_ws(sc);
+			if (sc->i < sc->len && sc->s[sc->i] == '}') {
+				/* a trailing comma, which json-c accepts */
+				sc->i++;
+				ok = true;
+				goto out;
+			}
 			continue;
 		}
 		if (sc->s[sc->i] == '}') {
@@ -163,7 +248,8 @@ static bool scan_array(Scan *sc, StrBuf *ptr)
 		skip_ws(sc);
 		sb_truncate(ptr, base);
 		sb_printf(ptr, "/%d", idx);
-		add(sc->p, sb_str(ptr), sc->line);
+		if (!sc->in_dup)
+			add(sc->p, sb_str(ptr), sc->line);
 		if (!scan_value(sc, ptr))
 			break;
 		skip_ws(sc);
@@ -171,6 +257,13 @@ static bool scan_array(Scan *sc, StrBuf *ptr)
 			break;
 		if (sc->s[sc->i] == ',') {
 			sc->i++;
+			skip_ws(sc);
+			if (sc->i < sc->len && sc->s[sc->i] == ']') {
+				/* a trailing comma, which json-c accepts */
+				sc->i++;
+				sb_truncate(ptr, base);
+				return true;
+			}
 			continue;
 		}
 		if (sc->s[sc->i] == ']') {
@@ -196,7 +289,7 @@ static bool scan_value(Scan *sc, StrBuf *ptr)
 		ok = scan_object(sc, ptr);
 	else if (c == '[')
 		ok = scan_array(sc, ptr);
-	else if (c == '"')
+	else if (c == '"' || c == '\'')
 		ok = scan_string(sc, NULL);
 	else {
 		while (sc->i < sc->len && strchr(",}] \t\r\n", sc->s[sc->i]) == NULL)

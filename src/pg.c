@@ -104,7 +104,7 @@ bool pg_connect(PgConn *c, const char *conninfo, const char *role)
 	snprintf(c->safe_name, sizeof c->safe_name, "%s@%s:%s/%s", PQuser(c->conn),
 		 PQhost(c->conn), PQport(c->conn), PQdb(c->conn));
 	PGresult *r = PQexec(c->conn, "SET client_encoding = 'UTF8'; SET datestyle = 'ISO, YMD'; "
-				      "SET intervalstyle = 'postgres'; SET extra_float_digits = 3");
+				      "SET intervalstyle = 'postgres'; SET extra_float_digits = 3; SET TimeZone = 'UTC'");
 	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok)
 		pg_log_result(c, r, "session setup");

@@ -147,12 +147,21 @@ static bool eval_value(RuleCtx *rc, const ValueSpec *vs, const char *column, con
 				i->detail = xasprintf("%s; stored as NULL (on_invalid: null)", out.detail);
 				txvalue_set_null(v);
 				break;
-			case POLICY_DEFAULT:
+			case POLICY_DEFAULT: {
+				const char *dv = vs->default_value;
+				size_t dl = strlen(dv);
+				if (vs->default_tmpl) {
+					sb_reset(&rc->tmp);
+					render(vs->default_tmpl, in, in->key_text, &rc->tmp);
+					dv = sb_str(&rc->tmp);
+					dl = rc->tmp.len;
+				}
 				i = add_issue(rc, b, in, row, out.code, SEV_WARNING, column);
 				i->detail = xasprintf("%s; stored as '%s' (on_invalid: default)", out.detail,
-						      vs->sensitive ? REDACTED : vs->default_value);
-				txvalue_set(v, vs->default_value, strlen(vs->default_value));
+						      vs->sensitive ? REDACTED : dv);
+				txvalue_set(v, dv, dl);
 				break;
+			}
 			case POLICY_SKIP:
 			case POLICY_STUB:
 			default:
@@ -577,6 +586,17 @@ bool rules_apply(RuleCtx *rc, const RowInput *in, Batch *b)
 	}
 	sb_putc(line, '\n');
 	br->len = line->len - line_start;
+	for (size_t f = 0; f < m->n_flags; f++) {
+		const Flag *fl = &m->flags[f];
+		const char *fv = in->val[fl->col];
+		if (!fv || !(strcmp(fv, "t") == 0 || strcmp(fv, "true") == 0 || strcmp(fv, "1") == 0))
+			continue;
+		Issue *i = add_issue(rc, b, in, row, fl->reason, SEV_WARNING, fl->column);
+		sb_reset(&rc->tmp);
+		if (fl->detail)
+			render(fl->detail, in, in->key_text, &rc->tmp);
+		i->detail = xstrdup(sb_str(&rc->tmp));
+	}
 	for (size_t k = issues_start; k < b->n_issues; k++)
 		if (b->issues[k].severity == SEV_WARNING && !b->issues[k].dropped)
 			br->warned = true;

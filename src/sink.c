@@ -15,6 +15,7 @@
 #include "edumig/log.h"
 #include "edumig/mem.h"
 #include "edumig/rules.h"
+#include "edumig/testhook.h"
 
 static char *copy_sql(PgConn *t, const char *schema, const char *table, const char *const *cols, size_t n)
 {
@@ -237,10 +238,14 @@ static bool write_skips(Sink *s, Batch *b)
 
 bool sink_write_batch(Sink *s, Batch *b, Checkpoint *cp)
 {
+	testhook_point("batch_begin");
 	if (!pg_exec(s->t, "BEGIN", NULL))
 		return false;
-	bool ok = write_stubs(s, b) && (b->n_rows == 0 || copy_range(s, b, 0, b->n_rows)) && write_idmap(s, b) &&
-		  write_skips(s, b);
+	bool ok = write_stubs(s, b) && (b->n_rows == 0 || copy_range(s, b, 0, b->n_rows));
+	testhook_point("batch_after_rows");
+	ok = ok && write_idmap(s, b);
+	testhook_point("batch_after_idmap");
+	ok = ok && write_skips(s, b);
 	if (ok) {
 		int64_t migrated = 0, warned = 0, merged = 0, rejected = 0;
 		for (size_t i = 0; i < b->n_rows; i++) {
@@ -274,8 +279,23 @@ bool sink_write_batch(Sink *s, Batch *b, Checkpoint *cp)
 		pg_exec(s->t, "ROLLBACK", NULL);
 		return false;
 	}
-	if (!pg_exec(s->t, "COMMIT", NULL))
+	testhook_point("batch_before_commit");
+	/* Sent without waiting, so a kill can land while the server commits. */
+	if (PQsendQuery(s->t->conn, "COMMIT") != 1)
 		return false;
+	testhook_point("batch_during_commit");
+	PGresult *r;
+	bool committed = true;
+	while ((r = PQgetResult(s->t->conn)) != NULL) {
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			pg_log_result(s->t, r, "COMMIT");
+			committed = false;
+		}
+		PQclear(r);
+	}
+	if (!committed)
+		return false;
+	testhook_point("batch_after_commit");
 	if (s->log.len)
 		log_jsonl_write_block(s->log.data, s->log.len);
 	return true;

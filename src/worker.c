@@ -25,7 +25,6 @@
 #include "edumig/sink.h"
 #include "edumig/source.h"
 
-static int64_t batches_committed;
 
 static double now_s(void)
 {
@@ -117,14 +116,8 @@ static int flush(Loop *l)
 	l->cp.seconds = l->secs_before + (now_s() - l->t0);
 	if (!sink_write_batch(&l->sink, &l->b, &l->cp))
 		return 0;
-	batches_committed++;
 	batch_reset(&l->b);
 	progress(l, false);
-	if (l->o->crash_after_batches > 0 && batches_committed >= l->o->crash_after_batches) {
-		log_error("test hook: stopping after %" PRId64 " committed batches", batches_committed);
-		fflush(NULL);
-		_exit(9);
-	}
 	if (over_threshold(l)) {
 		stop_message(l);
 		return 2;

@@ -76,3 +76,51 @@ done_testing() {
     echo "1..$_tap_n"
     [ "$_tap_failed" -eq 0 ]
 }
+
+# Ordered checksum of a table's rows, leaving out the columns named after it (volatile
+# control columns such as run ids and timestamps).
+table_checksum() {   # table_checksum DB TABLE [EXCLUDED_COLUMN...]
+    local db=$1 tbl=$2; shift 2
+    local excl="" c
+    for c in "$@"; do excl+="${excl:+,}'$c'"; done
+    local cols
+    cols=$(q "$db" "SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) FROM pg_attribute
+                    WHERE attrelid = '$tbl'::regclass AND attnum > 0 AND NOT attisdropped
+                    ${excl:+AND attname NOT IN ($excl)}")
+    q "$db" "SELECT count(*) || ':' || coalesce(md5(string_agg(r, E'\n' ORDER BY r)), '-')
+             FROM (SELECT ROW($cols)::text AS r FROM $tbl) s"
+}
+
+# Checksum of what a migration wrote: the given target tables, the id map and the skip log
+# (without run ids and timestamps, which differ between runs by design).
+migration_checksum() {   # migration_checksum DB TABLE...
+    local db=$1; shift
+    local t out=""
+    for t in "$@"; do out+="$t=$(table_checksum "$db" "$t") "; done
+    out+="id_map=$(table_checksum "$db" edumig.id_map run_id migrated_at) "
+    out+="skips=$(table_checksum "$db" edumig.skips skip_id run_id at resolved_at resolved_by_run)"
+    echo "$out"
+}
+
+# Checksum of every table of a database (the source must never change).
+database_checksum() {   # database_checksum DB
+    local db=$1 t out=""
+    for t in $(q "$db" "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables
+                        WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"); do
+        out+="$t=$(table_checksum "$db" "$t") "
+    done
+    echo "$out"
+}
+
+# Rows inserted, updated or deleted in a database so far (server statistics).
+database_writes() {   # database_writes DB
+    psql -X -qAt -d postgres -c "SELECT pg_stat_clear_snapshot()" >/dev/null
+    q postgres "SELECT tup_inserted + tup_updated + tup_deleted FROM pg_stat_database WHERE datname = '$1'"
+}
+
+require_sandbox() {
+    if [ -z "${PGHOST:-}" ] || ! psql -X -qAt -d postgres -c 'SELECT 1' >/dev/null 2>&1; then
+        echo "Bail out! no PostgreSQL sandbox: run scripts/test.sh (PGHOST=${PGHOST:-unset})"
+        exit 1
+    fi
+}

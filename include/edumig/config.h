@@ -86,6 +86,7 @@ typedef struct ValueSpec {
 	TxChain *chain;
 	Policy on_invalid;        /* POLICY_SKIP, POLICY_NULL or POLICY_DEFAULT */
 	char *default_value;
+	Template *default_tmpl;   /* set when the default names columns, e.g. "user-{id}@x.invalid" */
 	struct ValueSpec *or;
 	bool sensitive;           /* redact the source value and details in logs and reports */
 } ValueSpec;
@@ -151,6 +152,18 @@ typedef struct Filter {
 	char *description;
 } Filter;
 
+/**
+ * Flag - a warning raised from a boolean source column (typically computed by the source
+ * query, e.g. "this username was renamed because another account holds it").
+ */
+typedef struct Flag {
+	char *when;               /* source column; the flag is raised when it is true */
+	int col;
+	char *reason;
+	char *column;             /* target column it concerns, or NULL */
+	Template *detail;
+} Flag;
+
 typedef struct Lookup {
 	char *name;
 	char *query;              /* SELECT key, value FROM ... (run once per phase on the source) */
@@ -183,6 +196,8 @@ typedef struct Mapping {
 	Lookup *lookups;
 	size_t n_lookups;
 	Merge *merge;
+	Flag *flags;
+	size_t n_flags;
 	char *target_schema;
 	char *target_table;
 	char *id_column;          /* the target's UUID primary key, default "id" */

@@ -15,9 +15,6 @@ typedef struct WorkerOptions {
 	bool max_skips_set;
 	bool max_skips_pct;       /* max_skips is a percentage of rows read */
 	double max_skips;
-	/* Test hook: stop (exit 9, as if killed) right after committing this many batches
-	 * of the run, counted over all entities; 0 = never. */
-	int64_t crash_after_batches;
 } WorkerOptions;
 
 typedef enum WorkResult {

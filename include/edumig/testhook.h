@@ -1,0 +1,12 @@
+/*
+ * include/edumig/testhook.h — deterministic crash points for the fault-injection tests.
+ *
+ * EDUMIG_TEST_KILL="point:N" makes the process SIGKILL itself the N-th time it passes the
+ * named point (e.g. "batch_before_commit:3"). Unset, a point costs one branch.
+ */
+#ifndef EDUMIG_TESTHOOK_H
+#define EDUMIG_TESTHOOK_H
+
+void testhook_point(const char *name);
+
+#endif /* EDUMIG_TESTHOOK_H */
