@@ -285,7 +285,7 @@ static void override_bcrypt(json_object *steps)
  * @extra lists further keys the caller handles itself.
  */
 static bool parse_value(Ctx *c, json_object *o, const char *ptr, ValueSpec *v, Policy dflt_invalid,
-			const char *const *extra)
+			const char *const *extra, bool allow_none)
 {
 	memset(v, 0, sizeof *v);
 	v->col = -1;
@@ -331,7 +331,7 @@ static bool parse_value(Ctx *c, json_object *o, const char *ptr, ValueSpec *v, P
 		if (expect_type(c, x, json_type_string, p))
 			v->tmpl = parse_template(c, json_object_get_string(x), p);
 	}
-	if (sources != 1 && !(extra && sources == 0)) {
+	if (sources > 1 || (sources == 0 && !allow_none)) {
 		cerr(c, ptr, "needs exactly one of \"from\", \"value\" or \"template\"");
 		return false;
 	}
@@ -372,7 +372,7 @@ static bool parse_value(Ctx *c, json_object *o, const char *ptr, ValueSpec *v, P
 	if (json_object_object_get_ex(o, "or", &x)) {
 		AUTOFREE char *p = ptr_key(ptr, "or");
 		v->or = znew(ValueSpec);
-		if (!parse_value(c, x, p, v->or, dflt_invalid, NULL)) {
+		if (!parse_value(c, x, p, v->or, dflt_invalid, NULL, false)) {
 			value_free(v->or);
 			zfree(v->or);
 		}
@@ -497,7 +497,7 @@ static void parse_json_rule(Ctx *c, json_object *o, const char *ptr, ColumnRule 
 		AUTOFREE char *p = ptr_key(pf, key);
 		jf->key = xstrdup(key);
 		jf->type = JT_STRING;
-		parse_value(c, val, p, &jf->value, dflt, extra);
+		parse_value(c, val, p, &jf->value, dflt, extra, false);
 		if (!json_object_is_type(val, json_type_object))
 			continue;
 		json_object *x;
@@ -543,7 +543,7 @@ static void parse_i18n(Ctx *c, json_object *o, const char *ptr, ColumnRule *r, P
 	json_object_object_foreach(l, key, val) {
 		AUTOFREE char *p = ptr_key(pl, key);
 		r->langs[i].lang = xstrdup(key);
-		parse_value(c, val, p, &r->langs[i].value, dflt, NULL);
+		parse_value(c, val, p, &r->langs[i].value, dflt, NULL, false);
 		i++;
 	}
 	if (json_object_object_get_ex(o, "fallback", &x)) {
@@ -606,13 +606,15 @@ static void parse_column(Ctx *c, const char *name, json_object *o, const char *p
 	r->value.col = -1;
 	if (json_object_is_type(o, json_type_string)) {
 		r->kind = RULE_COPY;
-		parse_value(c, o, ptr, &r->value, dflt_invalid, NULL);
+		r->kind_known = true;
+		parse_value(c, o, ptr, &r->value, dflt_invalid, NULL, false);
 		return;
 	}
 	if (!expect_type(c, o, json_type_object, ptr))
 		return;
 	if (!parse_rule_kind(c, o, ptr, &r->kind))
 		return;
+	r->kind_known = true;
 	static const char *const rule_key[] = {"rule", NULL};
 	switch (r->kind) {
 	case RULE_ID:
@@ -621,7 +623,7 @@ static void parse_column(Ctx *c, const char *name, json_object *o, const char *p
 	case RULE_COPY:
 	case RULE_CONSTANT:
 	case RULE_TEMPLATE:
-		parse_value(c, o, ptr, &r->value, dflt_invalid, rule_key);
+		parse_value(c, o, ptr, &r->value, dflt_invalid, rule_key, true);
 		if (r->kind == RULE_COPY && !r->value.from)
 			cerr(c, ptr, "a copy rule needs \"from\"");
 		if (r->kind == RULE_CONSTANT && !r->value.has_constant)
@@ -748,14 +750,14 @@ static void parse_mapping(Ctx *c, json_object *root, Mapping *m)
 		}
 	}
 
-	if (json_object_object_get_ex(root, "target", &x) &&
-	    expect_type(c, x, json_type_object, "/target")) {
+	bool has_target = json_object_object_get_ex(root, "target", &x);
+	if (has_target && expect_type(c, x, json_type_object, "/target")) {
 		static const char *const tkeys[] = {"table", "schema", "id_column", NULL};
 		check_keys(c, x, "/target", tkeys);
 		m->target_table = get_str(c, x, "/target", "table", true);
 		m->target_schema = get_str(c, x, "/target", "schema", false);
 		m->id_column = get_str(c, x, "/target", "id_column", false);
-	} else if (!x) {
+	} else if (!has_target) {
 		cerr(c, "", "missing required key \"target\"");
 	}
 	if (!m->target_schema)
@@ -810,13 +812,16 @@ static void parse_mapping(Ctx *c, json_object *root, Mapping *m)
 	json_object_object_foreach(x, key, val) {
 		AUTOFREE char *p = ptr_key("/columns", key);
 		parse_column(c, key, val, p, &m->cols[i], dflt_invalid, dflt_missing);
-		if (m->cols[i].kind == RULE_ID)
+		if (m->cols[i].kind_known && m->cols[i].kind == RULE_ID)
 			n_id++;
 		if (m->cols[i].value.sensitive)
 			m->sensitive_any = true;
 		i++;
 	}
-	if (n_id != 1)
+	bool all_known = true;
+	for (size_t k = 0; k < m->n_cols; k++)
+		all_known = all_known && m->cols[k].kind_known;
+	if (n_id != 1 && (all_known || n_id > 1))
 		cerr(c, "/columns", "exactly one column must have \"rule\": \"id\" (found %zu)", n_id);
 }
 
@@ -1011,13 +1016,13 @@ static void parse_phases(Ctx *c, json_object *root, Config *cfg)
 		check_keys(c, po, p, pkeys);
 		json_object *n;
 		AUTOFREE char *pn = ptr_key(p, "phase");
-		if (json_object_object_get_ex(po, "phase", &n) && expect_type(c, n, json_type_int, pn)) {
+		if (!json_object_object_get_ex(po, "phase", &n)) {
+			cerr(c, p, "missing required key \"phase\"");
+		} else if (expect_type(c, n, json_type_int, pn)) {
 			ph->number = json_object_get_int(n);
 			if (ph->number != (int)i + 1)
 				cerr(c, pn, "phases must be numbered 1, 2, 3... in order: expected %zu, found %d",
 				     i + 1, ph->number);
-		} else if (!n) {
-			cerr(c, p, "missing required key \"phase\"");
 		}
 		ph->name = get_str(c, po, p, "name", true);
 		ph->description = get_str(c, po, p, "description", false);
@@ -1063,31 +1068,39 @@ static int run_order(const Config *cfg, int entity)
 	return -1;
 }
 
-/* Finds a cycle through entity @start in the reference graph; prints it into @path. */
-static bool find_cycle(const Config *cfg, int start, int at, int depth, int *stack, StrBuf *path)
+/*
+ * Depth-first search with colours (0 new, 1 on the stack, 2 done): linear in the size of the
+ * reference graph, and each cycle is found once, when the search meets an entity still on
+ * its own stack.
+ */
+static void dfs_cycles(const Config *cfg, int at, int *colour, int *stack, int depth, bool *in_cycle, int *errors)
 {
-	const Mapping *m = &cfg->mappings[at];
+	colour[at] = 1;
 	stack[depth] = at;
+	const Mapping *m = &cfg->mappings[at];
 	for (size_t i = 0; i < m->n_cols; i++) {
 		const ColumnRule *r = &m->cols[i];
-		if (r->kind != RULE_REF || r->ref_entity_index < 0)
+		if (r->kind != RULE_REF || r->ref_entity_index < 0 || r->ref_entity_index == at)
 			continue;
 		int next = r->ref_entity_index;
-		if (next == start && !(depth == 0 && next == at)) {
-			for (int d = 0; d <= depth; d++)
-				sb_printf(path, "%s -> ", cfg->mappings[stack[d]].entity);
-			sb_puts(path, cfg->mappings[start].entity);
-			return true;
+		if (colour[next] == 1) {
+			StrBuf path = {0};
+			int from = depth;
+			while (from > 0 && stack[from] != next)
+				from--;
+			for (int d = from; d <= depth; d++) {
+				sb_printf(&path, "%s -> ", cfg->mappings[stack[d]].entity);
+				in_cycle[stack[d]] = true;
+			}
+			sb_puts(&path, cfg->mappings[next].entity);
+			fprintf(stderr, "%s:%d: %s: reference cycle: %s\n", m->file, r->line, r->path, sb_str(&path));
+			(*errors)++;
+			sb_free(&path);
+		} else if (colour[next] == 0) {
+			dfs_cycles(cfg, next, colour, stack, depth + 1, in_cycle, errors);
 		}
-		bool seen = false;
-		for (int d = 0; d <= depth; d++)
-			if (stack[d] == next)
-				seen = true;
-		if (!seen && depth + 1 < (int)cfg->n_mappings &&
-		    find_cycle(cfg, start, next, depth + 1, stack, path))
-			return true;
 	}
-	return false;
+	colour[at] = 2;
 }
 
 static void validate(Config *cfg, int *errors)
@@ -1104,6 +1117,11 @@ static void validate(Config *cfg, int *errors)
 					cfg->mappings[k].file);
 				(*errors)++;
 			}
+		if (m->merge && m->n_key != 1) {
+			fprintf(stderr, "%s:1: /source/merge: merging needs a one-column key (this key has %d columns)\n",
+				m->file, m->n_key);
+			(*errors)++;
+		}
 		for (size_t k = 0; k < m->n_cols; k++) {
 			ColumnRule *r = &m->cols[k];
 			if (r->kind != RULE_REF || !r->ref_entity)
@@ -1124,17 +1142,14 @@ static void validate(Config *cfg, int *errors)
 		}
 	}
 	/* Cycles first: they explain a forward reference better than "later phase" does. */
-	bool *in_cycle = xcalloc(cfg->n_mappings ? cfg->n_mappings : 1, sizeof(bool));
-	int *stack = xcalloc(cfg->n_mappings ? cfg->n_mappings : 1, sizeof(int));
-	for (size_t i = 0; i < cfg->n_mappings; i++) {
-		StrBuf path = {0};
-		if (find_cycle(cfg, (int)i, (int)i, 0, stack, &path)) {
-			in_cycle[i] = true;
-			fprintf(stderr, "%s:1: reference cycle: %s\n", cfg->mappings[i].file, sb_str(&path));
-			(*errors)++;
-		}
-		sb_free(&path);
-	}
+	size_t nm = cfg->n_mappings ? cfg->n_mappings : 1;
+	bool *in_cycle = xcalloc(nm, sizeof(bool));
+	int *stack = xcalloc(nm, sizeof(int));
+	int *colour = xcalloc(nm, sizeof(int));
+	for (size_t i = 0; i < cfg->n_mappings; i++)
+		if (colour[i] == 0)
+			dfs_cycles(cfg, (int)i, colour, stack, 0, in_cycle, errors);
+	free(colour);
 	for (size_t i = 0; i < cfg->n_mappings; i++) {
 		Mapping *m = &cfg->mappings[i];
 		if (in_cycle[i] || !m->phase)
@@ -1191,7 +1206,8 @@ Config *config_load(const char *dir)
 			}
 		}
 		closedir(d);
-		qsort(names, n_names, sizeof *names, cmp_str);
+		if (n_names > 1)
+			qsort(names, n_names, sizeof *names, cmp_str);
 		if (n_names == 0) {
 			fprintf(stderr, "%s: no mapping files (*.json)\n", mdir);
 			errors++;

@@ -13,7 +13,8 @@
 
 bool key_int(const char *s, int64_t *out)
 {
-	if (!s || !*s)
+	/* Strict: an optional minus and digits only, so a key's text always round-trips. */
+	if (!s || !((*s >= '0' && *s <= '9') || (*s == '-' && s[1] >= '0' && s[1] <= '9')))
 		return false;
 	char *end;
 	errno = 0;

@@ -6,8 +6,6 @@
  */
 #include "edumig/rules.h"
 
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +133,9 @@ static bool eval_value(RuleCtx *rc, const ValueSpec *vs, const char *column, con
 			txvalue_set(&rc->raw, v->data, v->len);
 		TxOutcome out;
 		TxStatus st = txchain_apply(vs->chain, rc->env, v, &out);
+		/* A sensitive column's details may quote the value: only the reason code survives. */
+		if (st != TX_OK && vs->sensitive)
+			snprintf(out.detail, sizeof out.detail, "%s (details withheld: sensitive column)", out.code);
 		if (st == TX_WARN) {
 			Issue *i = add_issue(rc, b, in, row, out.code, SEV_WARNING, column);
 			i->source_value = source_value_copy(&rc->raw, vs->sensitive);
@@ -305,8 +306,45 @@ static int resolve_ref(RuleCtx *rc, const ColumnRule *r, const RowInput *in, Bat
 	return rc_val;
 }
 
+/* True when @s is a number as JSON writes it: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static bool json_number_ok(const char *s, size_t n)
+{
+	size_t i = 0;
+	if (i < n && s[i] == '-')
+		i++;
+	if (i >= n)
+		return false;
+	if (s[i] == '0') {
+		i++;
+	} else if (s[i] >= '1' && s[i] <= '9') {
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+	} else {
+		return false;
+	}
+	if (i < n && s[i] == '.') {
+		i++;
+		size_t d = i;
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+		if (i == d)
+			return false;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < n && (s[i] == '+' || s[i] == '-'))
+			i++;
+		size_t d = i;
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+		if (i == d)
+			return false;
+	}
+	return i == n;
+}
+
 static bool put_json_value(RuleCtx *rc, StrBuf *j, JsonType type, const TxValue *v, Batch *b,
-			   const RowInput *in, int row, const char *column, const char *key)
+			   const RowInput *in, int row, const char *column, const char *key, bool sensitive)
 {
 	if (v->null) {
 		sb_puts(j, "null");
@@ -314,12 +352,10 @@ static bool put_json_value(RuleCtx *rc, StrBuf *j, JsonType type, const TxValue 
 	}
 	switch (type) {
 	case JT_NUMBER: {
-		char *end;
-		errno = 0;
-		double d = strtod(v->data, &end);
-		if (v->len == 0 || *end != '\0' || errno || !isfinite(d)) {
+		if (!json_number_ok(v->data, v->len)) {
 			Issue *i = add_issue(rc, b, in, row, "not_a_number", SEV_WARNING, column);
-			i->detail = xasprintf("field \"%s\": '%s' is not a number; stored as a string", key, v->data);
+			i->detail = sensitive ? xasprintf("field \"%s\" is not a number; stored as a string", key)
+					      : xasprintf("field \"%s\": '%s' is not a number; stored as a string", key, v->data);
 			json_put_string(j, v->data, v->len);
 		} else {
 			sb_put(j, v->data, v->len);
@@ -334,7 +370,8 @@ static bool put_json_value(RuleCtx *rc, StrBuf *j, JsonType type, const TxValue 
 			sb_puts(j, "false");
 		else {
 			Issue *i = add_issue(rc, b, in, row, "not_a_boolean", SEV_WARNING, column);
-			i->detail = xasprintf("field \"%s\": '%s' is not a boolean; stored as a string", key, s);
+			i->detail = sensitive ? xasprintf("field \"%s\" is not a boolean; stored as a string", key)
+					      : xasprintf("field \"%s\": '%s' is not a boolean; stored as a string", key, s);
 			json_put_string(j, v->data, v->len);
 		}
 		return true;
@@ -368,7 +405,7 @@ static bool eval_json(RuleCtx *rc, const ColumnRule *r, const RowInput *in, Batc
 		first = false;
 		json_put_string(j, jf->key, strlen(jf->key));
 		sb_putc(j, ':');
-		put_json_value(rc, j, jf->type, &rc->v, b, in, row, r->name, jf->key);
+		put_json_value(rc, j, jf->type, &rc->v, b, in, row, r->name, jf->key, jf->value.sensitive);
 	}
 	sb_putc(j, '}');
 	if (ok)
@@ -474,7 +511,14 @@ bool rules_apply(RuleCtx *rc, const RowInput *in, Batch *b)
 		const char *sv = in->val[m->merge->col];
 		Key sk = {0};
 		sk.n = (uint8_t)m->n_key;
-		if (sv && m->n_key == 1 && key_int(sv, &sk.v[0]) && !key_equal(&sk, in->key)) {
+		if (sv && !key_int(sv, &sk.v[0])) {
+			Issue *i = add_issue(rc, b, in, row, skip_reason_code(REASON_INVALID_VALUE), SEV_ERROR, NULL);
+			i->detail = xasprintf("merge survivor column %s holds '%s', not a key", m->merge->survivor_column, sv);
+			for (size_t k = issues_start; k < b->n_issues; k++)
+				b->issues[k].row = -1;
+			return false;
+		}
+		if (sv && !key_equal(&sk, in->key)) {
 			char skt[KEY_TEXT_MAX];
 			key_format(&sk, skt);
 			IdKind kind;
@@ -503,8 +547,8 @@ bool rules_apply(RuleCtx *rc, const RowInput *in, Batch *b)
 
 	idmap_uuid(rc->cfg->namespace_uuid, m->entity, in->key, br->uuid);
 	bool ok = true;
-	PendingStub pend[8];
-	size_t n_pend = 0;
+	PendingStub *pend = NULL;
+	size_t n_pend = 0, cap_pend = 0;
 	StrBuf *line = &b->lines;
 	for (size_t c = 0; c < m->n_cols; c++) {
 		const ColumnRule *r = &m->cols[c];
@@ -534,12 +578,9 @@ bool rules_apply(RuleCtx *rc, const RowInput *in, Batch *b)
 			if (res < 0) {
 				ok = false;
 			} else if (needs_stub) {
-				if (n_pend < sizeof pend / sizeof *pend) {
-					pend[n_pend++] = (PendingStub){.rule = r, .key = sk, .line_pos = line->len};
-					sb_put(line, "00000000-0000-0000-0000-000000000000", 36);
-				} else {
-					ok = false;
-				}
+				pend = xgrow(pend, &cap_pend, n_pend + 1, sizeof *pend);
+				pend[n_pend++] = (PendingStub){.rule = r, .key = sk, .line_pos = line->len};
+				sb_put(line, "00000000-0000-0000-0000-000000000000", 36);
 			} else if (res == 0) {
 				copytext_put(line, NULL, 0);
 			} else {
@@ -570,6 +611,7 @@ bool rules_apply(RuleCtx *rc, const RowInput *in, Batch *b)
 			if (b->issues[k].severity == SEV_WARNING)
 				b->issues[k].dropped = true;
 		}
+		free(pend);
 		return false;
 	}
 	for (size_t p = 0; p < n_pend; p++) {
@@ -584,6 +626,7 @@ bool rules_apply(RuleCtx *rc, const RowInput *in, Batch *b)
 		uuid_unparse_lower(u, ut);
 		memcpy(line->data + pend[p].line_pos, ut, 36);
 	}
+	free(pend);
 	sb_putc(line, '\n');
 	br->len = line->len - line_start;
 	for (size_t f = 0; f < m->n_flags; f++) {

@@ -43,14 +43,21 @@ void sb_putc(StrBuf *b, char c)
 
 void sb_vprintf(StrBuf *b, const char *fmt, va_list ap)
 {
+	/* Format into the free space first; grow and format again only when it did not fit. */
+	sb_reserve(b, 64);
 	va_list ap2;
 	va_copy(ap2, ap);
-	int n = vsnprintf(NULL, 0, fmt, ap2);
+	size_t avail = b->cap - b->len;
+	int n = vsnprintf(b->data + b->len, avail, fmt, ap2);
 	va_end(ap2);
-	if (n < 0)
+	if (n < 0) {
+		b->data[b->len] = '\0';
 		return;
-	sb_reserve(b, (size_t)n);
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	}
+	if ((size_t)n >= avail) {
+		sb_reserve(b, (size_t)n);
+		vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	}
 	b->len += (size_t)n;
 }
 

@@ -115,6 +115,7 @@ typedef struct StubColumn {
 typedef struct ColumnRule {
 	char *name;               /* target column */
 	RuleKind kind;
+	bool kind_known;          /* "rule" parsed (an unknown rule is reported, not counted as id) */
 	int line;                 /* where it is defined, for messages */
 	char *path;               /* JSON path, e.g. /columns/4 */
 
