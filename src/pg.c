@@ -103,7 +103,15 @@ bool pg_connect(PgConn *c, const char *conninfo, const char *role)
 	}
 	snprintf(c->safe_name, sizeof c->safe_name, "%s@%s:%s/%s", PQuser(c->conn),
 		 PQhost(c->conn), PQport(c->conn), PQdb(c->conn));
-	PGresult *r = PQexec(c->conn, "SET client_encoding = 'UTF8'; SET datestyle = 'ISO, YMD'; "
+	/* A SQL_ASCII database holds bytes in no declared encoding: they are read raw and the
+	 * mappings' recode steps repair them. Any other source is converted to UTF-8 by the server. */
+	const char *senc = PQparameterStatus(c->conn, "server_encoding");
+	bool raw = strcmp(role, "SOURCE") == 0 && senc && strcmp(senc, "SQL_ASCII") == 0;
+	if (PQsetClientEncoding(c->conn, raw ? "SQL_ASCII" : "UTF8") != 0) {
+		log_error("[%s] cannot set the client encoding: %s", role, PQerrorMessage(c->conn));
+		return false;
+	}
+	PGresult *r = PQexec(c->conn, "SET datestyle = 'ISO, YMD'; "
 				      "SET intervalstyle = 'postgres'; SET extra_float_digits = 3; SET TimeZone = 'UTC'");
 	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok)

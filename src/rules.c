@@ -75,8 +75,10 @@ static Issue *add_issue(RuleCtx *rc, Batch *b, const RowInput *in, int row, cons
 	return i;
 }
 
-/* Renders a template; false when a referenced column is NULL (the result is then NULL). */
-static bool render(const Template *t, const RowInput *in, const char *key_text, StrBuf *out)
+/* Renders a template; false when a referenced column is NULL (the result is then NULL),
+ * unless @null_text is given: messages show a NULL as that text. */
+static bool render_ex(const Template *t, const RowInput *in, const char *key_text, StrBuf *out,
+		      const char *null_text)
 {
 	for (size_t i = 0; i < t->n; i++) {
 		const TemplatePart *p = &t->parts[i];
@@ -85,12 +87,21 @@ static bool render(const Template *t, const RowInput *in, const char *key_text, 
 		} else if (p->col == -2) {
 			sb_puts(out, key_text);
 		} else {
-			if (p->col < 0 || !in->val[p->col])
-				return false;
+			if (p->col < 0 || !in->val[p->col]) {
+				if (!null_text)
+					return false;
+				sb_puts(out, null_text);
+				continue;
+			}
 			sb_put(out, in->val[p->col], in->len[p->col]);
 		}
 	}
 	return true;
+}
+
+static bool render(const Template *t, const RowInput *in, const char *key_text, StrBuf *out)
+{
+	return render_ex(t, in, key_text, out, NULL);
 }
 
 /* Loads the unprocessed value of @vs into @v. */
@@ -158,8 +169,9 @@ static bool eval_value(RuleCtx *rc, const ValueSpec *vs, const char *column, con
 					dl = rc->tmp.len;
 				}
 				i = add_issue(rc, b, in, row, out.code, SEV_WARNING, column);
+				/* A constant default comes from the mapping, not the data: it may be shown. */
 				i->detail = xasprintf("%s; stored as '%s' (on_invalid: default)", out.detail,
-						      vs->sensitive ? REDACTED : dv);
+						      vs->sensitive && vs->default_tmpl ? REDACTED : dv);
 				txvalue_set(v, dv, dl);
 				break;
 			}
@@ -637,7 +649,7 @@ bool rules_apply(RuleCtx *rc, const RowInput *in, Batch *b)
 		Issue *i = add_issue(rc, b, in, row, fl->reason, SEV_WARNING, fl->column);
 		sb_reset(&rc->tmp);
 		if (fl->detail)
-			render(fl->detail, in, in->key_text, &rc->tmp);
+			render_ex(fl->detail, in, in->key_text, &rc->tmp, "NULL");
 		i->detail = xstrdup(sb_str(&rc->tmp));
 	}
 	for (size_t k = issues_start; k < b->n_issues; k++)

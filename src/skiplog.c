@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "edumig/copytext.h"
+#include "edumig/mem.h"
+#include "edumig/transform.h"
 
 static const char *const reason_codes[] = {
 #define X(e, s, d) s,
@@ -46,9 +48,50 @@ void issue_clear(Issue *i)
 	memset(i, 0, sizeof *i);
 }
 
+/* Length of the valid UTF-8 sequence at @s (at most @n bytes), or 0. */
+static size_t utf8_seq(const char *s, size_t n)
+{
+	unsigned char c = (unsigned char)s[0];
+	size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+	if (len == 0 || len > n || !tx_utf8_valid(s, len))
+		return 0;
+	return len;
+}
+
+/*
+ * The skip log lives in a UTF-8 database, but it quotes source values that may be in no
+ * encoding at all: bytes that are not UTF-8 are written as \xNN, so the record is kept and
+ * still says exactly which bytes were there.
+ */
+static const char *utf8_safe(const char *s, StrBuf *tmp)
+{
+	size_t n = strlen(s);
+	if (tx_utf8_valid(s, n))
+		return s;
+	sb_reset(tmp);
+	for (size_t i = 0; i < n;) {
+		size_t l = utf8_seq(s + i, n - i);
+		if (l) {
+			sb_put(tmp, s + i, l);
+			i += l;
+		} else {
+			sb_printf(tmp, "\\x%02X", (unsigned char)s[i]);
+			i++;
+		}
+	}
+	return sb_str(tmp);
+}
+
 static void put_opt(StrBuf *b, const char *s)
 {
-	copytext_put(b, s, s ? strlen(s) : 0);
+	if (!s) {
+		copytext_put(b, NULL, 0);
+		return;
+	}
+	StrBuf tmp = {0};
+	const char *v = utf8_safe(s, &tmp);
+	copytext_put(b, v, strlen(v));
+	sb_free(&tmp);
 }
 
 void issue_copy_line(StrBuf *b, const Issue *i, int64_t run_id, int phase, const char *entity,
@@ -109,7 +152,10 @@ static void json_field(StrBuf *b, const char *key, const char *val, bool *first)
 	*first = false;
 	json_put_string(b, key, strlen(key));
 	sb_putc(b, ':');
-	json_put_string(b, val, strlen(val));
+	StrBuf tmp = {0};
+	const char *v = utf8_safe(val, &tmp);
+	json_put_string(b, v, strlen(v));
+	sb_free(&tmp);
 }
 
 void issue_json(StrBuf *b, const Issue *i, int64_t run_id, int phase, const char *entity,
