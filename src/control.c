@@ -230,7 +230,16 @@ IdSet *control_load_idset(PgConn *t, const char *entity)
 {
 	if (!pg_set_setting(t, "edumig.entity", entity))
 		return NULL;
-	IdSet *s = idset_create(1024);
+	/* Sized up front: growing by rehashing would hold two tables at once at the peak. */
+	const char *p[] = {entity};
+	AUTOFREE char *n = NULL;
+	if (!pg_query_value(t,
+			    "SELECT (SELECT count(*) FROM edumig.id_map WHERE entity = $1) + "
+			    "(SELECT count(DISTINCT old_key) FROM edumig.skips WHERE entity = $1 AND severity = 'error' "
+			    "AND resolved_at IS NULL)",
+			    1, p, &n))
+		return NULL;
+	IdSet *s = idset_create((size_t)strtoll(n, NULL, 10) + 64);
 	if (!load_into(t, s,
 		       "COPY (SELECT old_key, new_id, kind FROM edumig.id_map "
 		       "WHERE entity = current_setting('edumig.entity')) TO STDOUT",
