@@ -26,6 +26,7 @@ void batch_reset(Batch *b)
 	for (size_t i = 0; i < b->n_stubs; i++)
 		free(b->stubs[i].line);
 	b->n_stubs = 0;
+	b->n_deferred = 0;
 	b->read = b->skipped = b->filtered_total = 0;
 	memset(b->filtered, 0, (b->n_filters ? b->n_filters : 1) * sizeof *b->filtered);
 	b->has_last = false;
@@ -39,6 +40,7 @@ void batch_free(Batch *b)
 	free(b->issues);
 	free(b->issue_keys);
 	free(b->stubs);
+	free(b->deferred);
 	free(b->filtered);
 	memset(b, 0, sizeof *b);
 }

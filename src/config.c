@@ -436,8 +436,14 @@ static void parse_stub(Ctx *c, json_object *o, const char *ptr, ColumnRule *r)
 
 static void parse_ref(Ctx *c, json_object *o, const char *ptr, ColumnRule *r, Policy dflt_missing)
 {
-	static const char *const keys[] = {"rule", "entity", "from", "on_missing", "stub", NULL};
+	static const char *const keys[] = {"rule", "entity", "from", "on_missing", "stub", "deferred", NULL};
 	check_keys(c, o, ptr, keys);
+	json_object *dv;
+	if (json_object_object_get_ex(o, "deferred", &dv)) {
+		AUTOFREE char *pd = ptr_key(ptr, "deferred");
+		if (expect_type(c, dv, json_type_boolean, pd))
+			r->deferred = json_object_get_boolean(dv);
+	}
 	r->ref_entity = get_str(c, o, ptr, "entity", true);
 	r->on_missing = dflt_missing;
 	r->ref_entity_index = -1;
@@ -1160,8 +1166,19 @@ static void validate(Config *cfg, int *errors)
 				continue;
 			const Mapping *p = &cfg->mappings[r->ref_entity_index];
 			if (r->ref_entity_index == (int)i) {
-				fprintf(stderr, "%s:%d: %s: entity \"%s\" refers to itself; self-references are not supported\n",
-					m->file, r->line, r->path, m->entity);
+				/* A row may come before its parent in key order: only a deferred reference,
+				 * resolved once every row of the entity is in, can point inside the entity. */
+				if (!r->deferred || r->on_missing != POLICY_NULL) {
+					fprintf(stderr, "%s:%d: %s: a reference of entity \"%s\" to itself needs \"deferred\": true "
+						"and \"on_missing\": \"null\"\n",
+						m->file, r->line, r->path, m->entity);
+					(*errors)++;
+				}
+				continue;
+			}
+			if (r->deferred) {
+				fprintf(stderr, "%s:%d: %s: \"deferred\" is only for a reference of an entity to itself\n",
+					m->file, r->line, r->path);
 				(*errors)++;
 				continue;
 			}

@@ -142,6 +142,7 @@ bool checkpoint_load(PgConn *t, const Mapping *m, int part, Checkpoint *cp)
 		cp->batches = strtoll(PQgetvalue(r, 0, 7), NULL, 10);
 		cp->seconds = strtod(PQgetvalue(r, 0, 8), NULL);
 		cp->done = strcmp(PQgetvalue(r, 0, 9), "done") == 0;
+		cp->streamed = cp->done || strcmp(PQgetvalue(r, 0, 9), "streamed") == 0;
 		json_object *f = json_tokener_parse(PQgetvalue(r, 0, 10));
 		for (size_t i = 0; f && i < m->n_filters; i++) {
 			json_object *v;
@@ -190,7 +191,7 @@ bool checkpoint_store(PgConn *t, const Mapping *m, int part, const Checkpoint *c
 	snprintf(secs, sizeof secs, "%.3f", cp->seconds);
 	AUTOFREE char *filtered = checkpoint_filtered_json(m, cp);
 	const char *p[] = {m->entity, pt, cp->has_last_key ? cp->last_key : NULL, n[0], n[1], n[2], n[3],
-			   n[4], n[5], n[6], secs, cp->done ? "done" : "running", filtered};
+			   n[4], n[5], n[6], secs, cp->done ? "done" : cp->streamed ? "streamed" : "running", filtered};
 	return pg_exec_params(t,
 			      "UPDATE edumig.checkpoints SET last_key = $3, rows_read = $4, rows_migrated = $5, "
 			      "rows_warned = $6, rows_merged = $7, rows_skipped = $8, stubs = $9, batches = $10, "

@@ -583,6 +583,32 @@ bool rules_apply(RuleCtx *rc, const RowInput *in, Batch *b)
 			copytext_put(line, rc->v.null ? NULL : rc->v.data, rc->v.len);
 			break;
 		case RULE_REF: {
+			if (r->deferred) {
+				Key rk = {0};
+				bool whole = true;
+				for (int k = 0; k < r->n_ref_from; k++) {
+					const char *v = in->val[r->ref_cols[k]];
+					if (!v || !key_int(v, &rk.v[k]))
+						whole = false;
+				}
+				rk.n = (uint8_t)r->n_ref_from;
+				copytext_put(line, NULL, 0);
+				if (whole) {
+					b->deferred = xgrow(b->deferred, &b->cap_deferred, b->n_deferred + 1, sizeof *b->deferred);
+					b->deferred[b->n_deferred++] = (Deferred){.row = row, .rule = r, .ref = rk};
+				} else {
+					for (int k = 0; k < r->n_ref_from; k++) {
+						const char *v = in->val[r->ref_cols[k]];
+						if (v && !key_int(v, &rk.v[k])) {
+							Issue *i = add_issue(rc, b, in, row, skip_reason_code(REASON_MISSING_REFERENCE),
+									     SEV_WARNING, r->name);
+							i->detail = xasprintf("%s '%s' is not an integer key; stored as NULL (on_missing: null)",
+									      r->ref_from[k], v);
+						}
+					}
+				}
+				break;
+			}
 			unsigned char u[16];
 			bool needs_stub = false;
 			Key sk;
@@ -618,6 +644,8 @@ bool rules_apply(RuleCtx *rc, const RowInput *in, Batch *b)
 	if (!ok) {
 		/* A skipped row: only its errors matter; warnings about it would mislead. */
 		sb_truncate(line, line_start);
+		while (b->n_deferred && b->deferred[b->n_deferred - 1].row == row)
+			b->n_deferred--;
 		for (size_t k = issues_start; k < b->n_issues; k++) {
 			b->issues[k].row = -1;
 			if (b->issues[k].severity == SEV_WARNING)

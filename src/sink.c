@@ -8,6 +8,7 @@
 #include "edumig/sink.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <uuid/uuid.h>
 
@@ -200,6 +201,34 @@ static bool write_idmap(Sink *s, Batch *b)
 	return ok;
 }
 
+static bool write_deferred(Sink *s, Batch *b)
+{
+	sb_reset(&s->buf);
+	for (size_t i = 0; i < b->n_deferred; i++) {
+		const Deferred *d = &b->deferred[i];
+		const BatchRow *r = &b->rows[d->row];
+		if (r->rejected)
+			continue;
+		char kt[KEY_TEXT_MAX], rt[KEY_TEXT_MAX];
+		key_format(&r->key, kt);
+		key_format(&d->ref, rt);
+		copytext_put(&s->buf, s->m->entity, strlen(s->m->entity));
+		sb_printf(&s->buf, "\t%s\t", kt);
+		copytext_put(&s->buf, d->rule->name, strlen(d->rule->name));
+		sb_printf(&s->buf, "\t%s\t%lld\n", rt, (long long)s->run_id);
+	}
+	if (s->buf.len == 0)
+		return true;
+	PgError err = {0};
+	bool ok = copy_data(s, "COPY edumig.deferred_refs (entity, old_key, column_name, ref_key, run_id) FROM STDIN",
+			    s->buf.data, s->buf.len, &err);
+	if (!ok) {
+		log_error("[TARGET] [%s] %s: writing deferred references: %s", err.sqlstate, s->m->entity, err.message);
+		pg_error_clear(&err);
+	}
+	return ok;
+}
+
 static bool issue_live(const Batch *b, const Issue *i)
 {
 	if (i->dropped)
@@ -243,7 +272,7 @@ bool sink_write_batch(Sink *s, Batch *b, Checkpoint *cp)
 		return false;
 	bool ok = write_stubs(s, b) && (b->n_rows == 0 || copy_range(s, b, 0, b->n_rows));
 	testhook_point("batch_after_rows");
-	ok = ok && write_idmap(s, b);
+	ok = ok && write_idmap(s, b) && write_deferred(s, b);
 	testhook_point("batch_after_idmap");
 	ok = ok && write_skips(s, b);
 	if (ok) {
@@ -298,5 +327,132 @@ bool sink_write_batch(Sink *s, Batch *b, Checkpoint *cp)
 	testhook_point("batch_after_commit");
 	if (s->log.len)
 		log_jsonl_write_block(s->log.data, s->log.len);
+	return true;
+}
+
+/* Runs one statement of the deferred pass with the pass's parameters; false after logging. */
+static bool dexec(Sink *s, const char *sql, const char *const *p, int n)
+{
+	PgError err = {0};
+	if (pg_exec_params(s->t, sql, n, p, &err))
+		return true;
+	log_error("[TARGET] [%s] %s: resolving deferred references: %s%s%s", err.sqlstate, s->m->entity, err.message,
+		  err.detail ? " — " : "", err.detail ? err.detail : "");
+	pg_error_clear(&err);
+	return false;
+}
+
+/*
+ * Cuts every cycle of @col: the member with the lowest legacy key (in id-map order) loses
+ * its parent and warns parent_cycle, then the search starts again (cycles are rare and
+ * short; the loop is bounded).
+ */
+static bool break_cycles(Sink *s, const ColumnRule *r, const char *qt, const char *qid, const char *qcol)
+{
+	char ph[16], run[32];
+	snprintf(ph, sizeof ph, "%d", s->m->phase);
+	snprintf(run, sizeof run, "%lld", (long long)s->run_id);
+	AUTOFREE char *find = xasprintf(
+		"WITH RECURSIVE walk (start, cur, depth) AS ("
+		" SELECT t.%s, t.%s, 1 FROM %s t JOIN edumig.id_map m ON m.new_id = t.%s AND m.entity = $1"
+		" WHERE t.%s IS NOT NULL"
+		" UNION ALL SELECT w.start, t.%s, w.depth + 1 FROM walk w JOIN %s t ON t.%s = w.cur"
+		" WHERE w.cur <> w.start AND t.%s IS NOT NULL AND w.depth < 100000)"
+		" SELECT m.old_key, m.new_id, p.old_key FROM walk w"
+		" JOIN edumig.id_map m ON m.entity = $1 AND m.new_id = w.start AND m.kind = 'row'"
+		" JOIN %s t ON t.%s = w.start LEFT JOIN edumig.id_map p ON p.entity = $1 AND p.new_id = t.%s AND p.kind = 'row'"
+		" WHERE w.cur = w.start ORDER BY length(m.old_key), m.old_key LIMIT 1",
+		qid, qcol, qt, qid, qcol, qcol, qt, qid, qcol, qt, qid, qcol);
+	AUTOFREE char *cut = xasprintf("UPDATE %s SET %s = NULL WHERE %s = $1::uuid", qt, qcol, qid);
+	const char *pe[] = {s->m->entity};
+	for (int guard = 0; guard < 100000; guard++) {
+		PGresult *res = pg_query(s->t, find, 1, pe);
+		if (!res)
+			return false;
+		if (PQntuples(res) == 0) {
+			PQclear(res);
+			return true;
+		}
+		AUTOFREE char *key = xstrdup(PQgetvalue(res, 0, 0));
+		AUTOFREE char *uuid = xstrdup(PQgetvalue(res, 0, 1));
+		AUTOFREE char *pkey = xstrdup(PQgetvalue(res, 0, 2));
+		PQclear(res);
+		const char *pu[] = {uuid};
+		if (!dexec(s, cut, pu, 1))
+			return false;
+		AUTOFREE char *detail = xasprintf("%s %s is on a cycle of %s; its parent (%s %s) was cut, making it a root",
+						  s->m->entity, key, r->name, s->m->entity, pkey);
+		const char *pw[] = {run, ph, s->m->entity, key, r->name, pkey, detail};
+		if (!dexec(s,
+			   "INSERT INTO edumig.skips (run_id, phase, entity, old_key, reason, severity, column_name, "
+			   "source_value, detail, cause_entity, cause_key) "
+			   "VALUES ($1::bigint, $2::int, $3, $4, 'parent_cycle', 'warning', $5, $6, $7, $3, $6)",
+			   pw, 7))
+			return false;
+	}
+	log_error("%s: more than 100000 parent cycles in %s; giving up", s->m->entity, r->name);
+	return false;
+}
+
+bool sink_finish_deferred(Sink *s, Checkpoint *cp)
+{
+	char ph[16], run[32];
+	snprintf(ph, sizeof ph, "%d", s->m->phase);
+	snprintf(run, sizeof run, "%lld", (long long)s->run_id);
+	AUTOFREE char *qt = pg_qualified(s->t, s->m->target_schema, s->m->target_table);
+	AUTOFREE char *qid = pg_ident(s->t, s->m->id_column);
+	if (!pg_exec(s->t, "BEGIN", NULL))
+		return false;
+	bool ok = true;
+	for (size_t c = 0; ok && c < s->m->n_cols; c++) {
+		const ColumnRule *r = &s->m->cols[c];
+		if (r->kind != RULE_REF || !r->deferred)
+			continue;
+		AUTOFREE char *qcol = pg_ident(s->t, r->name);
+		AUTOFREE char *upd = xasprintf(
+			"UPDATE %s t SET %s = p.new_id FROM edumig.deferred_refs d"
+			" JOIN edumig.id_map c ON c.entity = d.entity AND c.old_key = d.old_key AND c.kind = 'row'"
+			" JOIN edumig.id_map p ON p.entity = d.entity AND p.old_key = d.ref_key"
+			" WHERE d.entity = $1 AND d.column_name = $2 AND t.%s = c.new_id",
+			qt, qcol, qid);
+		const char *pu[] = {s->m->entity, r->name};
+		ok = dexec(s, upd, pu, 2);
+		/* Parents that never arrived: the row keeps NULL, the data owners are told. */
+		const char *pw[] = {run, ph, s->m->entity, r->name};
+		ok = ok && dexec(s,
+				 "INSERT INTO edumig.skips (run_id, phase, entity, old_key, reason, severity, column_name, "
+				 "source_value, detail, cause_entity, cause_key) "
+				 "SELECT $1::bigint, $2::int, d.entity, d.old_key, "
+				 "CASE WHEN k.old_key IS NULL THEN 'missing_reference' ELSE 'parent_skipped' END, 'warning', "
+				 "d.column_name, d.ref_key, "
+				 "format('%s %s %s; stored as NULL (on_missing: null)', d.entity, d.ref_key, "
+				 "CASE WHEN k.old_key IS NULL THEN 'not migrated (absent from the source or filtered out)' "
+				 "ELSE 'was skipped' END), d.entity, d.ref_key "
+				 "FROM edumig.deferred_refs d "
+				 "LEFT JOIN (SELECT DISTINCT old_key FROM edumig.skips WHERE entity = $3 AND severity = 'error' "
+				 "AND resolved_at IS NULL) k ON k.old_key = d.ref_key "
+				 "WHERE d.entity = $3 AND d.column_name = $4 AND NOT EXISTS "
+				 "(SELECT 1 FROM edumig.id_map p WHERE p.entity = d.entity AND p.old_key = d.ref_key)",
+				 pw, 4);
+		ok = ok && break_cycles(s, r, qt, qid, qcol);
+	}
+	const char *pe[] = {s->m->entity};
+	ok = ok && dexec(s, "DELETE FROM edumig.deferred_refs WHERE entity = $1", pe, 1);
+	if (ok) {
+		AUTOFREE char *w = NULL;
+		ok = pg_query_value(s->t,
+				    "SELECT count(DISTINCT old_key) FROM edumig.skips WHERE entity = $1 AND severity = 'warning' "
+				    "AND resolved_at IS NULL",
+				    1, pe, &w);
+		if (ok)
+			cp->warned = strtoll(w, NULL, 10);
+		cp->done = true;
+		ok = ok && checkpoint_store(s->t, s->m, s->part, cp);
+	}
+	testhook_point("deferred_before_commit");
+	if (!ok || !pg_exec(s->t, "COMMIT", NULL)) {
+		pg_exec(s->t, "ROLLBACK", NULL);
+		return false;
+	}
 	return true;
 }

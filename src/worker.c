@@ -322,6 +322,16 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 	}
 	l.t0 = now_s();
 	l.secs_before = l.cp.seconds;
+	bool deferred = false;
+	for (size_t c = 0; c < l.m->n_cols; c++)
+		deferred = deferred || (l.m->cols[c].kind == RULE_REF && l.m->cols[c].deferred);
+	if (l.cp.streamed) {
+		log_info("%s: every row is in; resolving its deferred references", l.m->entity);
+		if (!sink_finish_deferred(&l.sink, &l.cp))
+			goto out;
+		res = WORK_OK;
+		goto out;
+	}
 	int st = stream(&l, false, unique);
 	if (st == 1)
 		st = stream(&l, true, unique);
@@ -331,12 +341,16 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 		res = WORK_STOPPED;
 		goto out;
 	}
-	/* The last batch carries the "done" state in the same transaction. */
-	l.cp.done = true;
+	/* The last batch carries the "done" state in the same transaction, unless deferred
+	 * references still wait: then the pass that resolves them marks it done. */
+	l.cp.streamed = true;
+	l.cp.done = !deferred;
 	l.cp.seconds = l.secs_before + (now_s() - l.t0);
 	if (!sink_write_batch(&l.sink, &l.b, &l.cp))
 		goto out;
 	batch_reset(&l.b);
+	if (deferred && !sink_finish_deferred(&l.sink, &l.cp))
+		goto out;
 	progress(&l, true);
 	{
 		int64_t filtered = 0;

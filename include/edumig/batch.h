@@ -35,6 +35,13 @@ typedef struct Stub {
 	char *line;               /* COPY text line for the parent table */
 } Stub;
 
+/* A self-reference to resolve once the whole entity is in. */
+typedef struct Deferred {
+	int row;
+	const ColumnRule *rule;
+	Key ref;
+} Deferred;
+
 typedef struct Batch {
 	StrBuf lines;
 	BatchRow *rows;
@@ -44,6 +51,8 @@ typedef struct Batch {
 	char **issue_keys;        /* old_key text of each issue (parallel to issues) */
 	Stub *stubs;
 	size_t n_stubs, cap_stubs;
+	Deferred *deferred;
+	size_t n_deferred, cap_deferred;
 	/* Counters of the rows read into this batch. */
 	int64_t read, skipped, filtered_total;
 	int64_t *filtered;        /* per filter of the mapping */

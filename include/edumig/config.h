@@ -127,6 +127,7 @@ typedef struct ColumnRule {
 	int ref_cols[EDUMIG_MAX_KEY_COLS];
 	int n_ref_from;
 	Policy on_missing;        /* POLICY_SKIP, POLICY_NULL or POLICY_STUB */
+	bool deferred;            /* self-reference resolved after the entity's last batch */
 	StubColumn *stub_cols;
 	size_t n_stub_cols;
 	int ref_entity_index;     /* index into Config.mappings (config_validate) */

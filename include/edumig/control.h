@@ -18,6 +18,7 @@
  */
 typedef struct Checkpoint {
 	bool exists;
+	bool streamed;            /* every source row is in; only deferred references remain */
 	bool done;
 	bool has_last_key;
 	char last_key[KEY_TEXT_MAX];

@@ -39,4 +39,12 @@ void sink_free(Sink *s);
  */
 bool sink_write_batch(Sink *s, Batch *b, Checkpoint *cp);
 
+/**
+ * sink_finish_deferred - resolve the entity's deferred self-references in one transaction
+ * that also marks @cp done: parents are set from the id map, parents that never arrived
+ * warn (missing_reference / parent_skipped), and parent cycles are cut at their lowest key
+ * (warning parent_cycle).
+ */
+bool sink_finish_deferred(Sink *s, Checkpoint *cp);
+
 #endif /* EDUMIG_SINK_H */

@@ -74,9 +74,20 @@ CREATE TABLE IF NOT EXISTS edumig.checkpoints (
     stubs bigint NOT NULL DEFAULT 0,
     batches bigint NOT NULL DEFAULT 0,
     seconds double precision NOT NULL DEFAULT 0,
-    state text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'done')),
+    -- running: rows still to read; streamed: all rows in, deferred references pending; done
+    state text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'streamed', 'done')),
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (entity, part)
+);
+
+-- Self-references waiting for the entity's last batch (see "deferred" in the README).
+CREATE TABLE IF NOT EXISTS edumig.deferred_refs (
+    entity text NOT NULL,
+    old_key text NOT NULL,
+    column_name text NOT NULL,
+    ref_key text NOT NULL,
+    run_id bigint NOT NULL,
+    PRIMARY KEY (entity, old_key, column_name)
 );
 
 INSERT INTO edumig.schema_version (version)

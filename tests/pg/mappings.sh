@@ -33,7 +33,7 @@ assert_eq "run --all exits 0" 0 "$rc"
 assert_exit "verify exits 0" 0 edumig "$T" verify
 
 # --- accounting: every source row is migrated, filtered or skipped ----------------------
-for e in users:users persons:persons students:students; do
+for e in users:users persons:persons students:students organization_units:organizations staff_members:teachers; do
     ent=${e%%:*} tbl=${e##*:}
     assert_eq "$ent: rows read = truth rows_$tbl" "$(truth "rows_$tbl")" "$(cpv "$ent" rows_read)"
     assert_eq "$ent: read = migrated + skipped (no filters)" "$(cpv "$ent" rows_read)" \
@@ -148,9 +148,41 @@ assert_eq "students: unknown status stored as inactive, warned" "$exp" "$(cnt st
 assert_eq "students: GPA of score 75 is 3.00" "$(q "$SRC" "SELECT count(*) FROM $MIGR m WHERE btrim(score) = '75'")" \
     "$(q "$T" "SELECT count(*) FROM students s JOIN edumig.id_map m ON m.new_id = s.id WHERE s.gpa = 3.00 AND (s.metadata->>'old_student_id') = m.old_key")"
 
+# --- organization units: the hierarchy ------------------------------------------------
+assert_eq "organization_units: parent missing from the source = truth d07_org_parent_missing (warning)" \
+    "$(truth d07_org_parent_missing)" "$(cnt organization_units missing_reference warning parent_id)"
+assert_eq "organization_units: each parent cycle cut once = truth d07_org_parent_cycles" \
+    "$(truth d07_org_parent_cycles)" "$(cnt organization_units parent_cycle warning parent_id)"
+assert_eq "organization_units: roots = legacy roots + missing parents + cut cycles" \
+    "$(( $(q "$SRC" "SELECT count(*) FROM organizations WHERE parent_id IS NULL") + $(truth d07_org_parent_missing) + $(truth d07_org_parent_cycles) ))" \
+    "$(q "$T" "SELECT count(*) FROM organization_units WHERE parent_id IS NULL")"
+assert_eq "organization_units: every other unit points at its legacy parent" \
+    "$(q "$T" "SELECT count(*) FROM organization_units WHERE parent_id IS NOT NULL")" \
+    "$(q "$T" "SELECT count(*) FROM organization_units u JOIN edumig.id_map c ON c.new_id = u.id JOIN edumig.id_map p ON p.new_id = u.parent_id
+               WHERE (u.metadata->>'old_org_id') = c.old_key AND p.entity = 'organization_units'")"
+assert_eq "organization_units: no cycle is left" 0 \
+    "$(q "$T" "WITH RECURSIVE w(s, c, d) AS (SELECT id, parent_id, 1 FROM organization_units WHERE parent_id IS NOT NULL
+               UNION ALL SELECT w.s, o.parent_id, w.d + 1 FROM w JOIN organization_units o ON o.id = w.c WHERE w.c <> w.s AND o.parent_id IS NOT NULL AND w.d < 100)
+               SELECT count(*) FROM w WHERE c = s")"
+assert_eq "organization_units: no name in any language -> flagged placeholder" \
+    "$(q "$SRC" "SELECT count(*) FROM organizations o LEFT JOIN dictionaries d ON d.id = o.dictionary_name_id
+                 WHERE coalesce(btrim(d.name_az), '') = '' AND coalesce(btrim(d.name_en), '') = '' AND coalesce(btrim(d.name_ru), '') = ''")" \
+    "$(cnt organization_units placeholder_value warning name)"
+assert_eq "organization_units: no deferred reference left waiting" 0 "$(q "$T" "SELECT count(*) FROM edumig.deferred_refs")"
+
+# --- academic terms and staff ----------------------------------------------------------
+assert_eq "academic_terms: a fall and a spring term per legacy year" "$(( 2 * $(truth rows_edu_years) ))" "$(cpv academic_terms rows_migrated)"
+assert_eq "academic_terms: unreadable year dates fall back, warned = truth impossible + garbage + missing" \
+    "$(( $(truth d04_edu_years_date_impossible) + $(truth d04_edu_years_date_garbage) + $(truth d04_edu_years_date_missing) ))" \
+    "$(q "$T" "SELECT count(*) FROM edumig.skips WHERE entity = 'academic_terms' AND reason IN ('invalid_date', 'required_value_missing')")"
+assert_eq "staff_members: teachers without a user = truth d06_teachers_user_missing (skipped)" \
+    "$(truth d06_teachers_user_missing)" "$(cnt staff_members missing_reference error user_id)"
+assert_eq "staff_members: nobody else skipped" "$(truth d06_teachers_user_missing)" "$(cpv staff_members rows_skipped)"
+
 # --- the source is unchanged; SIGKILL + resume gives the same result -----------------
 assert_eq "the legacy database is unchanged" "$src_sum" "$(database_checksum "$SRC")"
-sum=$(migration_checksum "$T" users persons students)
+TABLES="users persons students organization_units academic_terms staff_members"
+sum=$(migration_checksum "$T" $TABLES)
 new_db T2 lms2 "$LMS_TEMPLATE"
 seed=${EDUMIG_TEST_SEED:-$RANDOM}; RANDOM=$seed; n=$((RANDOM % 4 + 2))
 echo "# kill seed $seed: batch_after_idmap pass $n"
@@ -158,6 +190,13 @@ EDUMIG_TEST_KILL="batch_after_idmap:$n" edumig "$T2" run --all --bcrypt-cost 4 -
 assert_eq "killed mid-batch (exit 137)" 137 "$?"
 edumig "$T2" run --all --bcrypt-cost 4 --batch-size 40 -q >/dev/null 2>&1
 assert_eq "resume exits 0" 0 "$?"
-assert_eq "killed + resumed migration is identical to the clean one" "$sum" "$(migration_checksum "$T2" users persons students)"
+assert_eq "killed + resumed migration is identical to the clean one" "$sum" "$(migration_checksum "$T2" $TABLES)"
+new_db T3 lms3 "$LMS_TEMPLATE"
+EDUMIG_TEST_KILL="deferred_before_commit:1" edumig "$T3" run --all --bcrypt-cost 4 -q >/dev/null 2>&1
+assert_eq "killed inside the deferred-reference pass (exit 137)" 137 "$?"
+assert_eq "the entity waits in state 'streamed'" "streamed" "$(q "$T3" "SELECT state FROM edumig.checkpoints WHERE entity = 'organization_units'")"
+edumig "$T3" run --all --bcrypt-cost 4 -q >/dev/null 2>&1
+assert_eq "resume after that kill exits 0" 0 "$?"
+assert_eq "and the result is identical to the clean one" "$sum" "$(migration_checksum "$T3" $TABLES)"
 
 done_testing

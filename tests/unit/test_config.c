@@ -584,11 +584,27 @@ static void test_references(void)
 	TAP_STR_EQ(g_err, "", "parent listed first: no message");
 	end_case(cfg);
 
-	/* Self reference. */
+	/* A self reference must be deferred (resolved after the entity's last batch). */
 	cfg = load_users(users_ref("users"));
-	expect_line("mappings/users.json:7: /columns/owner_id: entity \"users\" refers to itself; self-references are not supported",
-		    "self reference");
+	expect_line("mappings/users.json:7: /columns/owner_id: a reference of entity \"users\" to itself needs "
+		    "\"deferred\": true and \"on_missing\": \"null\"",
+		    "self reference without deferred");
 	expect_errors(cfg, 1, "self reference");
+	end_case(cfg);
+
+	/* Deferred with on_missing null loads; deferred to another entity does not. */
+	cfg = load_users(
+		"{\n"
+		"  \"entity\": \"users\",\n"
+		"  \"source\": {\"table\": \"users\", \"key\": \"id\"},\n"
+		"  \"target\": {\"table\": \"users\"},\n"
+		"  \"columns\": {\n"
+		"    \"id\": {\"rule\": \"id\"},\n"
+		"    \"owner_id\": {\"rule\": \"ref\", \"entity\": \"users\", \"from\": \"owner_id\", \"on_missing\": \"null\", \"deferred\": true}\n"
+		"  }\n"
+		"}\n");
+	TAP_OK(cfg != NULL, "deferred self reference loads");
+	TAP_OK(cfg && cfg->mappings[config_find_entity(cfg, "users")].cols[1].deferred, "deferred flag parsed");
 	end_case(cfg);
 
 	/* Key width mismatch. */
