@@ -728,7 +728,7 @@ static void parse_source(Ctx *c, json_object *o, Mapping *m)
 static void parse_mapping(Ctx *c, json_object *root, Mapping *m)
 {
 	static const char *const keys[] = {"entity", "description", "source", "lookups", "target",
-					   "defaults", "columns", "flags", NULL};
+					   "defaults", "columns", "flags", "owner", NULL};
 	if (!expect_type(c, root, json_type_object, ""))
 		return;
 	check_keys(c, root, "", keys);
@@ -795,6 +795,14 @@ static void parse_mapping(Ctx *c, json_object *root, Mapping *m)
 					m->flags[i].detail = parse_template(c, json_object_get_string(d), pd);
 			}
 		}
+	}
+
+	m->owner_col = -1;
+	if (json_object_object_get_ex(root, "owner", &x) && expect_type(c, x, json_type_object, "/owner")) {
+		static const char *const okeys[] = {"entity", "from", NULL};
+		check_keys(c, x, "/owner", okeys);
+		m->owner_entity = get_str(c, x, "/owner", "entity", true);
+		m->owner_from = get_str(c, x, "/owner", "from", true);
 	}
 
 	Policy dflt_invalid = POLICY_SKIP, dflt_missing = POLICY_SKIP;
@@ -893,6 +901,8 @@ static void mapping_free(Mapping *m)
 		template_free(m->flags[i].detail);
 	}
 	free(m->flags);
+	free(m->owner_entity);
+	free(m->owner_from);
 	free(m->target_schema);
 	free(m->target_table);
 	free(m->id_column);
@@ -1123,6 +1133,10 @@ static void validate(Config *cfg, int *errors)
 					cfg->mappings[k].file);
 				(*errors)++;
 			}
+		if (m->owner_entity && config_find_entity(cfg, m->owner_entity) < 0) {
+			fprintf(stderr, "%s:1: /owner/entity: unknown entity \"%s\"\n", m->file, m->owner_entity);
+			(*errors)++;
+		}
 		if (m->merge && m->n_key != 1) {
 			fprintf(stderr, "%s:1: /source/merge: merging needs a one-column key (this key has %d columns)\n",
 				m->file, m->n_key);
@@ -1358,6 +1372,8 @@ static void bind_mapping(Mapping *m)
 		m->key_idx[i] = src_col(m, &cap, m->key_cols[i]);
 	if (m->merge)
 		m->merge->col = src_col(m, &cap, m->merge->survivor_column);
+	if (m->owner_from)
+		m->owner_col = src_col(m, &cap, m->owner_from);
 	for (size_t i = 0; i < m->n_flags; i++) {
 		if (m->flags[i].when)
 			m->flags[i].col = src_col(m, &cap, m->flags[i].when);

@@ -18,6 +18,7 @@
 #include "edumig/pg.h"
 #include "edumig/skiplog.h"
 #include "edumig/source.h"
+#include "edumig/status.h"
 #include "edumig/strbuf.h"
 #include "edumig/worker.h"
 
@@ -309,81 +310,6 @@ out:
 	return rc;
 }
 
-typedef struct EntityStatus {
-	const Mapping *m;
-	bool has_cp;
-	Checkpoint cp;
-	int64_t source;
-	int64_t filtered;
-	int64_t unaccounted;
-	const char *state;
-} EntityStatus;
-
-static bool collect_status(PgConn *s, PgConn *t, const Config *cfg, EntityStatus *st, bool control)
-{
-	for (size_t p = 0, k = 0; p < cfg->n_phases; p++) {
-		for (size_t e = 0; e < cfg->phases[p].n_entities; e++, k++) {
-			EntityStatus *es = &st[k];
-			es->m = &cfg->mappings[cfg->phases[p].entities[e]];
-			if (control) {
-				if (!checkpoint_load(t, es->m, 0, &es->cp))
-					return false;
-			} else {
-				checkpoint_init(&es->cp, es->m->n_filters);
-			}
-			es->has_cp = es->cp.exists;
-			AUTOFREE char *sql = source_count_sql(s, es->m);
-			AUTOFREE char *cnt = NULL;
-			if (!pg_query_value(s, sql, 0, NULL, &cnt))
-				return false;
-			es->source = strtoll(cnt, NULL, 10);
-			for (size_t f = 0; f < es->m->n_filters; f++)
-				es->filtered += es->cp.filtered[f];
-			es->unaccounted = es->source - es->filtered - es->cp.migrated - es->cp.skipped;
-			es->state = !es->has_cp ? "not started" : es->cp.done ? "done" : "in progress";
-		}
-	}
-	return true;
-}
-
-static size_t n_entities(const Config *cfg)
-{
-	size_t n = 0;
-	for (size_t p = 0; p < cfg->n_phases; p++)
-		n += cfg->phases[p].n_entities;
-	return n;
-}
-
-static void print_status_json(const EntityStatus *st, size_t n)
-{
-	StrBuf b = {0};
-	sb_puts(&b, "{\"entities\":[");
-	for (size_t i = 0; i < n; i++) {
-		const EntityStatus *es = &st[i];
-		double rate = es->cp.seconds > 0 ? (double)es->cp.read / es->cp.seconds : 0;
-		sb_printf(&b, "%s{\"entity\":", i ? "," : "");
-		json_put_string(&b, es->m->entity, strlen(es->m->entity));
-		sb_printf(&b,
-			  ",\"phase\":%d,\"source_rows\":%" PRId64 ",\"filtered\":%" PRId64 ",\"migrated\":%" PRId64
-			  ",\"warned\":%" PRId64 ",\"merged\":%" PRId64 ",\"skipped\":%" PRId64 ",\"unaccounted\":%" PRId64
-			  ",\"placeholders\":%" PRId64 ",\"batches\":%" PRId64 ",\"seconds\":%.3f,\"rows_per_second\":%.0f,"
-			  "\"state\":",
-			  es->m->phase, es->source, es->filtered, es->cp.migrated, es->cp.warned, es->cp.merged,
-			  es->cp.skipped, es->unaccounted, es->cp.stubs, es->cp.batches, es->cp.seconds, rate);
-		json_put_string(&b, es->state, strlen(es->state));
-		sb_puts(&b, ",\"filters\":{");
-		for (size_t f = 0; f < es->m->n_filters; f++) {
-			sb_printf(&b, "%s", f ? "," : "");
-			json_put_string(&b, es->m->filters[f].name, strlen(es->m->filters[f].name));
-			sb_printf(&b, ":%" PRId64, es->cp.filtered[f]);
-		}
-		sb_puts(&b, "}}");
-	}
-	sb_puts(&b, "]}\n");
-	fputs(sb_str(&b), stdout);
-	sb_free(&b);
-}
-
 static void print_status_table(const EntityStatus *st, size_t n)
 {
 	printf("%-22s %5s %10s %10s %10s %10s %10s %11s  %s\n", "entity", "phase", "source", "filtered", "migrated",
@@ -418,17 +344,20 @@ static int with_status(const EngineOptions *o, bool verify)
 	}
 	int rc = EXIT_OK_;
 	bool control = false;
-	size_t n = n_entities(cfg);
+	size_t n = status_entity_count(cfg);
 	EntityStatus *st = xcalloc(n ? n : 1, sizeof *st);
 	pg_exec(&s, "SET default_transaction_read_only = on", NULL);
-	if (!control_exists(&t, &control) || !collect_status(&s, &t, cfg, st, control)) {
+	if (!control_exists(&t, &control) || !status_collect(&s, &t, cfg, st, control)) {
 		rc = EXIT_SERVER;
 		goto out;
 	}
 	if (!verify) {
-		if (o->json)
-			print_status_json(st, n);
-		else
+		if (o->json) {
+			StrBuf b = {0};
+			status_json(st, n, &b);
+			fputs(sb_str(&b), stdout);
+			sb_free(&b);
+		} else
 			print_status_table(st, n);
 		goto out;
 	}
@@ -452,8 +381,7 @@ static int with_status(const EngineOptions *o, bool verify)
 	if (failed)
 		rc = EXIT_SKIPS;
 out:
-	for (size_t i = 0; i < n; i++)
-		checkpoint_free(&st[i].cp);
+	status_free(st, n);
 	free(st);
 	pg_close(&s);
 	pg_close(&t);

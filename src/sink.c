@@ -141,6 +141,10 @@ static bool copy_range(Sink *s, Batch *b, size_t lo, size_t hi)
 		i->sqlstate = xstrdup(err.sqlstate);
 		i->constraint_name = err.constraint ? xstrdup(err.constraint) : NULL;
 		i->detail = err.detail ? xasprintf("%s: %s", err.message, err.detail) : xstrdup(err.message);
+		if (br->owner[0]) {
+			i->owner_entity = s->m->owner_entity;
+			i->owner_key = xstrdup(br->owner);
+		}
 		pg_error_clear(&err);
 		return true;
 	}
@@ -256,7 +260,8 @@ static bool write_skips(Sink *s, Batch *b)
 	PgError err = {0};
 	bool ok = copy_data(s,
 			    "COPY edumig.skips (run_id, phase, entity, old_key, reason, severity, column_name, "
-			    "source_value, detail, sqlstate, constraint_name, cause_entity, cause_key) FROM STDIN",
+			    "source_value, detail, sqlstate, constraint_name, cause_entity, cause_key, owner_entity, owner_key) "
+			    "FROM STDIN",
 			    s->buf.data, s->buf.len, &err);
 	if (!ok) {
 		log_error("[TARGET] [%s] %s: writing the skip log: %s", err.sqlstate, s->m->entity, err.message);

@@ -45,6 +45,7 @@ void issue_clear(Issue *i)
 	free(i->sqlstate);
 	free(i->constraint_name);
 	free(i->cause_key);
+	free(i->owner_key);
 	memset(i, 0, sizeof *i);
 }
 
@@ -119,6 +120,10 @@ void issue_copy_line(StrBuf *b, const Issue *i, int64_t run_id, int phase, const
 	put_opt(b, i->cause_entity);
 	sb_putc(b, '\t');
 	put_opt(b, i->cause_key);
+	sb_putc(b, '\t');
+	put_opt(b, i->owner_entity);
+	sb_putc(b, '\t');
+	put_opt(b, i->owner_key);
 	sb_putc(b, '\n');
 }
 
@@ -174,5 +179,7 @@ void issue_json(StrBuf *b, const Issue *i, int64_t run_id, int phase, const char
 	json_field(b, "constraint", i->constraint_name, &first);
 	json_field(b, "cause_entity", i->cause_entity, &first);
 	json_field(b, "cause_key", i->cause_key, &first);
+	json_field(b, "owner_entity", i->owner_entity, &first);
+	json_field(b, "owner_key", i->owner_key, &first);
 	sb_putc(b, '}');
 }

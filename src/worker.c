@@ -215,6 +215,7 @@ static int stream(Loop *l, bool null_keys, bool unique)
 		}
 		l->b.read++;
 		l->read_this_run++;
+		size_t issues_before = l->b.n_issues, rows_before = l->b.n_rows;
 		int f = row_filter(l);
 		if (f >= 0) {
 			l->b.filtered[f]++;
@@ -238,6 +239,19 @@ static int stream(Loop *l, bool null_keys, bool unique)
 				l->b.skipped++;
 			processed = key;
 			has_processed = true;
+		}
+		if (l->m->owner_col >= 0) {
+			/* The row's owning unit, so reports can go to each office separately. */
+			const char *ov = l->val[l->m->owner_col];
+			int64_t ok_;
+			if (ov && key_int(ov, &ok_)) {
+				for (size_t k = issues_before; k < l->b.n_issues; k++) {
+					l->b.issues[k].owner_entity = l->m->owner_entity;
+					l->b.issues[k].owner_key = xstrdup(ov);
+				}
+				if (l->b.n_rows > rows_before)
+					snprintf(l->b.rows[rows_before].owner, sizeof l->b.rows[rows_before].owner, "%s", ov);
+			}
 		}
 		if (has_key) {
 			l->b.last_key = key;

@@ -22,6 +22,7 @@ typedef struct BatchRow {
 	IdKind kind;              /* ID_ROW or ID_MERGED */
 	uint64_t hash;            /* of the source row's COPY text, for change detection */
 	Key merged_into;
+	char owner[KEY_TEXT_MAX]; /* owning unit's legacy key, "" when none (for reports) */
 	bool rejected;            /* the target refused it (set by bisection) */
 	bool warned;
 } BatchRow;

@@ -200,6 +200,10 @@ typedef struct Mapping {
 	Merge *merge;
 	Flag *flags;
 	size_t n_flags;
+	/* The organization unit that owns a row, for reports split per owner (optional). */
+	char *owner_entity;
+	char *owner_from;
+	int owner_col;
 	char *target_schema;
 	char *target_table;
 	char *id_column;          /* the target's UUID primary key, default "id" */

@@ -57,6 +57,8 @@ typedef struct Issue {
 	char *constraint_name;
 	const char *cause_entity; /* borrowed */
 	char *cause_key;
+	const char *owner_entity; /* borrowed */
+	char *owner_key;
 	int row;                  /* index of the row in its batch; -1 for none */
 	bool dropped;             /* superseded (e.g. a warning on a row the target then rejected) */
 } Issue;
@@ -64,7 +66,8 @@ typedef struct Issue {
 void issue_clear(Issue *i);
 
 /* COPY text line for edumig.skips(run_id, phase, entity, old_key, reason, severity,
- * column_name, source_value, detail, sqlstate, constraint_name, cause_entity, cause_key). */
+ * column_name, source_value, detail, sqlstate, constraint_name, cause_entity, cause_key,
+ * owner_entity, owner_key). */
 void issue_copy_line(StrBuf *b, const Issue *i, int64_t run_id, int phase, const char *entity,
 		     const char *old_key);
 /* One JSON object (no newline) for the run log. */

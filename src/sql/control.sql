@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS edumig.skips (
     constraint_name text,
     cause_entity text,
     cause_key text,
+    owner_entity text,
+    owner_key text,
     at timestamptz NOT NULL DEFAULT now(),
     resolved_at timestamptz,
     resolved_by_run bigint

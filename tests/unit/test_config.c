@@ -307,7 +307,7 @@ static void test_unknown_key(void)
 	expect_line("mappings/users.json:5: /target/shema: unknown key \"shema\" (expected one of: "
 		    "table, schema, id_column)", "unknown /target key");
 	expect_line("mappings/users.json:6: /colums: unknown key \"colums\" (expected one of: "
-		    "entity, description, source, lookups, target, defaults, columns, flags)",
+		    "entity, description, source, lookups, target, defaults, columns, flags, owner)",
 		    "unknown top-level key");
 	expect_line("mappings/users.json:1: /: missing required key \"columns\"", "missing columns at the root");
 	expect_errors(cfg, 4, "unknown keys in several places");
