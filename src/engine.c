@@ -332,6 +332,129 @@ static void print_status_table(const EntityStatus *st, size_t n)
 		}
 }
 
+/* A count from @sql with one text parameter; -1 after logging on failure. */
+static long long count1(PgConn *t, const char *sql, const char *param)
+{
+	const char *p[] = {param};
+	AUTOFREE char *v = NULL;
+	if (!pg_query_value(t, sql, param ? 1 : 0, param ? p : NULL, &v))
+		return -1;
+	return strtoll(v, NULL, 10);
+}
+
+/* Prints one check's line; returns 1 when it failed, 0 when it held, -1 on error. */
+static int report_check(const char *name, const char *what, long long n)
+{
+	if (n < 0)
+		return -1;
+	printf("  %-58s %-40s %s\n", name, what, n == 0 ? "ok" : "FAIL");
+	if (n)
+		printf("      %lld row%s\n", n, n == 1 ? "" : "s");
+	return n ? 1 : 0;
+}
+
+/*
+ * The id map against the target, both ways, and foreign keys of every table the mappings
+ * write. Returns the number of failed checks, or -1 on a server error.
+ */
+static int verify_links(PgConn *t, const Config *cfg)
+{
+	bool control = false;
+	if (!control_exists(t, &control))
+		return -1;
+	if (!control)
+		return 0;
+	printf("\nid map and target:\n");
+	int failed = 0;
+	for (size_t i = 0; i < cfg->n_mappings; i++) {
+		const Mapping *m = &cfg->mappings[i];
+		AUTOFREE char *qt = pg_qualified(t, m->target_schema, m->target_table);
+		AUTOFREE char *qid = pg_ident(t, m->id_column);
+		AUTOFREE char *sql = xasprintf(
+			"SELECT count(*) FROM edumig.id_map m WHERE m.entity = $1 AND m.kind IN ('row', 'stub') "
+			"AND NOT EXISTS (SELECT 1 FROM %s x WHERE x.%s = m.new_id)", qt, qid);
+		AUTOFREE char *name = xasprintf("%s: every id-map row has its target row", m->entity);
+		int r = report_check(name, m->target_table, count1(t, sql, m->entity));
+		if (r < 0)
+			return -1;
+		failed += r;
+	}
+	/* Each written table once: its rows must all come from edumig (an id-map row of one of
+	 * the entities that write it). */
+	for (size_t i = 0; i < cfg->n_mappings; i++) {
+		const Mapping *m = &cfg->mappings[i];
+		bool first = true;
+		StrBuf ents = {0};
+		sb_putc(&ents, '{');
+		for (size_t k = 0; k < cfg->n_mappings; k++) {
+			const Mapping *o = &cfg->mappings[k];
+			if (strcmp(o->target_schema, m->target_schema) || strcmp(o->target_table, m->target_table))
+				continue;
+			if (k < i)
+				first = false;
+			sb_printf(&ents, "%s\"%s\"", ents.len > 1 ? "," : "", o->entity);
+		}
+		sb_putc(&ents, '}');
+		if (!first) {
+			sb_free(&ents);
+			continue;
+		}
+		AUTOFREE char *qt = pg_qualified(t, m->target_schema, m->target_table);
+		AUTOFREE char *qid = pg_ident(t, m->id_column);
+		AUTOFREE char *sql = xasprintf(
+			"SELECT count(*) FROM %s x WHERE NOT EXISTS (SELECT 1 FROM edumig.id_map m "
+			"WHERE m.new_id = x.%s AND m.kind IN ('row', 'stub') AND m.entity = ANY($1::text[]))", qt, qid);
+		AUTOFREE char *name = xasprintf("%s: every row has an id-map row", m->target_table);
+		int r = report_check(name, sb_str(&ents), count1(t, sql, sb_str(&ents)));
+		sb_free(&ents);
+		if (r < 0)
+			return -1;
+		failed += r;
+	}
+	/* Foreign keys: enforced ones cannot dangle, but bulk loads and hand edits can leave
+	 * NOT VALID or disabled constraints behind, so every single-column one is counted. */
+	printf("\nforeign keys of the tables the mappings write:\n");
+	for (size_t i = 0; i < cfg->n_mappings; i++) {
+		const Mapping *m = &cfg->mappings[i];
+		bool first = true;
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(cfg->mappings[k].target_schema, m->target_schema) &&
+			    !strcmp(cfg->mappings[k].target_table, m->target_table))
+				first = false;
+		if (!first)
+			continue;
+		AUTOFREE char *qt = pg_qualified(t, m->target_schema, m->target_table);
+		const char *p[] = {qt};
+		PGresult *fk = pg_query(t,
+					"SELECT c.conname, a.attname, format('%I.%I', fn.nspname, f.relname), fa.attname "
+					"FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
+					"JOIN pg_class f ON f.oid = c.confrelid JOIN pg_namespace fn ON fn.oid = f.relnamespace "
+					"JOIN pg_attribute fa ON fa.attrelid = c.confrelid AND fa.attnum = c.confkey[1] "
+					"WHERE c.contype = 'f' AND c.conrelid = $1::regclass AND cardinality(c.conkey) = 1 "
+					"ORDER BY c.conname",
+					1, p);
+		if (!fk)
+			return -1;
+		for (int r = 0; r < PQntuples(fk); r++) {
+			AUTOFREE char *col = pg_ident(t, PQgetvalue(fk, r, 1));
+			AUTOFREE char *fcol = pg_ident(t, PQgetvalue(fk, r, 3));
+			AUTOFREE char *sql = xasprintf(
+				"SELECT count(*) FROM %s x WHERE x.%s IS NOT NULL AND NOT EXISTS "
+				"(SELECT 1 FROM %s y WHERE y.%s = x.%s)",
+				qt, col, PQgetvalue(fk, r, 2), fcol, col);
+			AUTOFREE char *name = xasprintf("%s: no orphans", PQgetvalue(fk, r, 0));
+			int res = report_check(name, m->target_table, count1(t, sql, NULL));
+			if (res < 0) {
+				PQclear(fk);
+				return -1;
+			}
+			failed += res;
+		}
+		PQclear(fk);
+	}
+	return failed;
+}
+
 static int with_status(const EngineOptions *o, bool verify)
 {
 	Config *cfg = load_config(o);
@@ -378,8 +501,17 @@ static int with_status(const EngineOptions *o, bool verify)
 	}
 	printf("\naccounting identity (source = filtered + migrated + skipped): %s\n",
 	       failed ? "FAILED" : "holds for every entity");
-	if (failed)
+	int bad = verify_links(&t, cfg);
+	if (bad < 0) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
+	if (failed || bad) {
+		printf("verify: FAILED (%d check%s)\n", failed + bad, failed + bad == 1 ? "" : "s");
 		rc = EXIT_SKIPS;
+	} else {
+		printf("verify: every check holds\n");
+	}
 out:
 	status_free(st, n);
 	free(st);

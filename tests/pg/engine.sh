@@ -128,6 +128,24 @@ edumig "$T3" run --phase 1 -q >/dev/null 2>&1
 edumig "$T3" run --phase 2 -q >/dev/null 2>&1
 assert_eq "resuming without the limit completes identically" "$sum_t1" "$(migration_checksum "$T3" person note)"
 
+# --- verify names each broken link --------------------------------------------------
+new_db V1 v1 "$T1"
+q "$V1" "DELETE FROM note WHERE id = (SELECT new_id FROM edumig.id_map WHERE entity = 'note' ORDER BY old_key LIMIT 1)" >/dev/null
+out=$(edumig "$V1" verify 2>&1); rc=$?
+assert_eq "verify fails (exit 1) when a migrated row was deleted" 1 "$rc"
+assert_match "... naming the id map -> target check" "note: every id-map row has its target row +note +FAIL" "$out"
+new_db V2 v2 "$T1"
+q "$V2" "DELETE FROM edumig.id_map WHERE entity = 'person' AND old_key = (SELECT min(old_key) FROM edumig.id_map WHERE entity = 'person')" >/dev/null
+out=$(edumig "$V2" verify 2>&1); rc=$?
+assert_eq "verify fails (exit 1) when an id-map row was deleted" 1 "$rc"
+assert_match "... naming the target -> id map check" 'person: every row has an id-map row +\{"person"\} +FAIL' "$out"
+new_db V3 v3 "$T1"
+q "$V3" "ALTER TABLE person DISABLE TRIGGER ALL; DELETE FROM person WHERE id = (SELECT person_id FROM note LIMIT 1)" >/dev/null
+out=$(edumig "$V3" verify 2>&1); rc=$?
+assert_eq "verify fails (exit 1) on an orphaned foreign key" 1 "$rc"
+assert_match "... naming the constraint" "note_person_id_fkey: no orphans +note +FAIL" "$out"
+assert_match "verify on an intact migration says every check holds" "verify: every check holds" "$(edumig "$T1" verify 2>&1)"
+
 # --- the source never changes ----------------------------------------------------------
 assert_eq "source tables unchanged" "$src_sum_before" "$(database_checksum "$SRC")"
 sleep 0.6
