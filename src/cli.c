@@ -51,8 +51,14 @@ static const Command commands[] = {
 	{"status", "per entity: source rows, filtered, migrated, warned, skipped, unaccounted, state",
 	 "edumig status [--json] [options]",
 	 "  --json               machine-readable output\n" COMMON_HELP, engine_status, false},
-	{"verify", "check the accounting identity of every entity; exit 1 when a row is unaccounted",
+	{"verify", "check the accounting identity, the id map against the target, and foreign keys; exit 1 on a failure",
 	 "edumig verify [options]", COMMON_HELP, engine_verify, false},
+	{"rollback", "remove what phase N and every later phase wrote (rows, placeholders, id map, skips, checkpoints)",
+	 "edumig rollback --phase N [--force] [options]",
+	 "  --phase N            the first phase to undo; every later phase is undone too\n"
+	 "  --force              remove rows even when rows edumig did not write refer to them\n"
+	 "                       (the target's foreign keys then decide; default: refuse and name them)\n" COMMON_HELP,
+	 engine_rollback, true},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof *commands)
@@ -128,7 +134,7 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
 }
 
 enum { OPT_CONFIG = 256, OPT_SOURCE, OPT_TARGET, OPT_LOG_DIR, OPT_PHASE, OPT_ALL, OPT_BATCH, OPT_MAX_SKIPS,
-       OPT_BCRYPT, OPT_JSON };
+       OPT_BCRYPT, OPT_JSON, OPT_FORCE };
 
 static const struct option long_opts[] = {
 	{"config", required_argument, NULL, OPT_CONFIG},
@@ -141,6 +147,7 @@ static const struct option long_opts[] = {
 	{"max-skips", required_argument, NULL, OPT_MAX_SKIPS},
 	{"bcrypt-cost", required_argument, NULL, OPT_BCRYPT},
 	{"json", no_argument, NULL, OPT_JSON},
+	{"force", no_argument, NULL, OPT_FORCE},
 	{"verbose", no_argument, NULL, 'v'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
@@ -152,6 +159,9 @@ static bool option_allowed(const Command *c, int opt)
 {
 	switch (opt) {
 	case OPT_PHASE:
+		return strcmp(c->name, "run") == 0 || strcmp(c->name, "rollback") == 0;
+	case OPT_FORCE:
+		return strcmp(c->name, "rollback") == 0;
 	case OPT_ALL:
 	case OPT_BATCH:
 	case OPT_MAX_SKIPS:
@@ -250,6 +260,9 @@ static int run_command(const Command *c, int argc, char **argv)
 		case OPT_JSON:
 			o.json = true;
 			break;
+		case OPT_FORCE:
+			o.force = true;
+			break;
 		case 'v':
 			log_set_level(LOG_DEBUG);
 			break;
@@ -275,8 +288,11 @@ static int run_command(const Command *c, int argc, char **argv)
 		free(target);
 		return EXIT_OK_;
 	}
-	if (c->needs_phase && !errors && (o.phase > 0) == o.all) {
+	if (c->needs_phase && !errors && strcmp(c->name, "run") == 0 && (o.phase > 0) == o.all) {
 		fprintf(stderr, "edumig %s: give exactly one of --phase N or --all\n", c->name);
+		errors++;
+	} else if (c->needs_phase && !errors && strcmp(c->name, "run") != 0 && o.phase == 0) {
+		fprintf(stderr, "edumig %s: --phase N is required\n", c->name);
 		errors++;
 	}
 	if (errors) {
@@ -294,12 +310,37 @@ static int run_command(const Command *c, int argc, char **argv)
 	return rc;
 }
 
+/*
+ * Options may come before the command ("edumig --config X run --all"): the command word is
+ * moved to argv[1], skipping the values of options that take one.
+ */
+static void hoist_command(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (a[0] != '-') {
+			char *cmd = argv[i];
+			memmove(&argv[2], &argv[1], (size_t)(i - 1) * sizeof *argv);
+			argv[1] = cmd;
+			return;
+		}
+		if (strcmp(a, "--") == 0)
+			return;
+		if (a[1] == '-' && !strchr(a, '=')) {
+			for (const struct option *o = long_opts; o->name; o++)
+				if (strcmp(a + 2, o->name) == 0 && o->has_arg == required_argument)
+					i++;
+		}
+	}
+}
+
 int cli_main(int argc, char **argv)
 {
 	if (argc < 2) {
 		print_usage(stderr);
 		return EXIT_USAGE;
 	}
+	hoist_command(argc, argv);
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
 		print_usage(stdout);

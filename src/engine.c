@@ -16,6 +16,7 @@
 #include "edumig/log.h"
 #include "edumig/mem.h"
 #include "edumig/pg.h"
+#include "edumig/rollback.h"
 #include "edumig/skiplog.h"
 #include "edumig/source.h"
 #include "edumig/status.h"
@@ -529,4 +530,58 @@ int engine_status(const EngineOptions *o)
 int engine_verify(const EngineOptions *o)
 {
 	return with_status(o, true);
+}
+
+int engine_rollback(const EngineOptions *o)
+{
+	Config *cfg = load_config(o);
+	if (!cfg)
+		return EXIT_USAGE;
+	if (!config_find_phase(cfg, o->phase)) {
+		fprintf(stderr, "edumig: no phase %d in %s/phases/phases.json (phases 1 to %zu)\n", o->phase, cfg->dir,
+			cfg->n_phases);
+		config_free(cfg);
+		return EXIT_USAGE;
+	}
+	PgConn t;
+	if (!pg_connect(&t, conninfo(o->target, "EDUMIG_TARGET"), "TARGET")) {
+		config_free(cfg);
+		return EXIT_SERVER;
+	}
+	int rc = EXIT_OK_;
+	bool control = false;
+	int locked = 0;
+	int64_t run_id = 0;
+	if (!control_exists(&t, &control)) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
+	if (!control) {
+		log_info("rollback: nothing to undo (edumig never ran on this target)");
+		goto out;
+	}
+	/* No run of an affected phase may write while its rows are being removed. */
+	for (size_t p = 0; p < cfg->n_phases; p++) {
+		if (cfg->phases[p].number < o->phase)
+			continue;
+		if (!control_lock_phase(&t, cfg->phases[p].number)) {
+			rc = EXIT_SERVER;
+			goto out;
+		}
+		locked = cfg->phases[p].number;
+	}
+	if (!control_run_start(&t, "rollback", o->phase, config_hash(cfg), &run_id)) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
+	rc = rollback_run(&t, cfg, o->phase, o->force, run_id);
+	control_run_finish(&t, run_id, rc == 0 ? "done" : rc == 1 ? "stopped" : "failed", NULL);
+	if (rc == 0)
+		log_info("rollback: phases %d to %zu undone", o->phase, cfg->n_phases);
+out:
+	for (int p = o->phase; p <= locked; p++)
+		control_unlock_phase(&t, p);
+	pg_close(&t);
+	config_free(cfg);
+	return rc;
 }

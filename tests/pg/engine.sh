@@ -146,6 +146,26 @@ assert_eq "verify fails (exit 1) on an orphaned foreign key" 1 "$rc"
 assert_match "... naming the constraint" "note_person_id_fkey: no orphans +note +FAIL" "$out"
 assert_match "verify on an intact migration says every check holds" "verify: every check holds" "$(edumig "$T1" verify 2>&1)"
 
+# --- rollback ---------------------------------------------------------------------------
+new_db R1 r1 "$T1"
+assert_exit "rollback --phase 2 exits 0" 0 edumig "$R1" rollback --phase 2
+assert_eq "rollback --phase 2 removes the notes, their id map, skips and checkpoint" "0 0 0 0" \
+    "$(q "$R1" "SELECT (SELECT count(*) FROM note) || ' ' || (SELECT count(*) FROM edumig.id_map WHERE entity = 'note') || ' ' ||
+               (SELECT count(*) FROM edumig.skips WHERE entity = 'note') || ' ' || (SELECT count(*) FROM edumig.checkpoints WHERE entity = 'note')")"
+assert_eq "... and leaves phase 1 alone" "$(q "$T1" "SELECT count(*) FROM person")" "$(q "$R1" "SELECT count(*) FROM person")"
+edumig "$R1" run --phase 2 -q >/dev/null 2>&1
+assert_eq "rollback of phase 2 then re-run of phase 2: identical to the first run" "$sum_t1" "$(migration_checksum "$R1" person note)"
+assert_exit "rollback --phase 1 (everything) exits 0" 0 edumig "$R1" rollback --phase 1
+assert_eq "nothing of edumig's is left" "0 0 0 0" \
+    "$(q "$R1" "SELECT (SELECT count(*) FROM person) || ' ' || (SELECT count(*) FROM note) || ' ' || (SELECT count(*) FROM edumig.id_map) || ' ' || (SELECT count(*) FROM edumig.skips)")"
+edumig "$R1" run --all -q >/dev/null 2>&1
+assert_eq "rollback of everything then re-run: identical to the first run" "$sum_t1" "$(migration_checksum "$R1" person note)"
+q "$R1" "INSERT INTO note (id, person_id, body) SELECT '00000000-0000-0000-0000-00000000abcd', id, 'written by hand' FROM person ORDER BY id LIMIT 1" >/dev/null
+out=$(edumig "$R1" rollback --phase 1 2>&1); rc=$?
+assert_eq "rollback refuses (exit 1) when rows edumig did not write refer to its rows" 1 "$rc"
+assert_match "... naming the table, the constraint and the row" "1 row of public.note .*note_person_id_fkey; e.g. \(00000000-0000-0000-0000-00000000abcd," "$out"
+assert_eq "... and removes nothing" "$sum_t1" "$(q "$R1" "DELETE FROM note WHERE id = '00000000-0000-0000-0000-00000000abcd'" >/dev/null; migration_checksum "$R1" person note)"
+
 # --- the source never changes ----------------------------------------------------------
 assert_eq "source tables unchanged" "$src_sum_before" "$(database_checksum "$SRC")"
 sleep 0.6
