@@ -46,7 +46,10 @@ static const Command commands[] = {
 	 "  --batch-size N       source rows per batch and transaction (default: 5000)\n"
 	 "  --max-skips N|P%     stop once an entity has skipped more than N rows, or P% of the rows\n"
 	 "                       read (default: no limit); the batch in progress commits first\n"
-	 "  --bcrypt-cost N      override the bcrypt cost of the mappings (default: as mapped)\n" COMMON_HELP,
+	 "  --bcrypt-cost N      override the bcrypt cost of the mappings (default: as mapped)\n"
+	 "  --dry-run            transform and check everything in one transaction that is rolled back;\n"
+	 "                       print the projected counts per entity and reason, write the projected\n"
+	 "                       skip report (CSV) to the log directory; the target keeps nothing\n" COMMON_HELP,
 	 engine_run, true},
 	{"status", "per entity: source rows, filtered, migrated, warned, skipped, unaccounted, state",
 	 "edumig status [--json] [options]",
@@ -134,7 +137,7 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
 }
 
 enum { OPT_CONFIG = 256, OPT_SOURCE, OPT_TARGET, OPT_LOG_DIR, OPT_PHASE, OPT_ALL, OPT_BATCH, OPT_MAX_SKIPS,
-       OPT_BCRYPT, OPT_JSON, OPT_FORCE };
+       OPT_BCRYPT, OPT_JSON, OPT_FORCE, OPT_DRY_RUN };
 
 static const struct option long_opts[] = {
 	{"config", required_argument, NULL, OPT_CONFIG},
@@ -148,6 +151,7 @@ static const struct option long_opts[] = {
 	{"bcrypt-cost", required_argument, NULL, OPT_BCRYPT},
 	{"json", no_argument, NULL, OPT_JSON},
 	{"force", no_argument, NULL, OPT_FORCE},
+	{"dry-run", no_argument, NULL, OPT_DRY_RUN},
 	{"verbose", no_argument, NULL, 'v'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
@@ -162,6 +166,7 @@ static bool option_allowed(const Command *c, int opt)
 		return strcmp(c->name, "run") == 0 || strcmp(c->name, "rollback") == 0;
 	case OPT_FORCE:
 		return strcmp(c->name, "rollback") == 0;
+	case OPT_DRY_RUN:
 	case OPT_ALL:
 	case OPT_BATCH:
 	case OPT_MAX_SKIPS:
@@ -262,6 +267,9 @@ static int run_command(const Command *c, int argc, char **argv)
 			break;
 		case OPT_FORCE:
 			o.force = true;
+			break;
+		case OPT_DRY_RUN:
+			o.w.dry_run = true;
 			break;
 		case 'v':
 			log_set_level(LOG_DEBUG);

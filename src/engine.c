@@ -269,6 +269,70 @@ out:
 	return rc;
 }
 
+/*
+ * What a real run would do, read back before the dry run's transaction is rolled back:
+ * per entity and per reason, and the skip rows as CSV for the data owners.
+ */
+static void dry_run_report(const EngineOptions *o, const Config *cfg, PgConn *t, int64_t first_run)
+{
+	printf("dry run: projected result\n%-22s %10s %10s %10s %10s %10s %10s\n", "entity", "read", "filtered",
+	       "migrated", "warned", "skipped", "placeholders");
+	for (size_t p = 0; p < cfg->n_phases; p++) {
+		const Phase *ph = &cfg->phases[p];
+		if (!o->all && ph->number != o->phase)
+			continue;
+		for (size_t e = 0; e < ph->n_entities; e++) {
+			const Mapping *m = &cfg->mappings[ph->entities[e]];
+			Checkpoint cp;
+			if (!checkpoint_load(t, m, 0, &cp))
+				return;
+			int64_t filtered = 0;
+			for (size_t f = 0; f < m->n_filters; f++)
+				filtered += cp.filtered[f];
+			printf("%-22s %10" PRId64 " %10" PRId64 " %10" PRId64 " %10" PRId64 " %10" PRId64 " %10" PRId64 "\n",
+			       m->entity, cp.read, filtered, cp.migrated, cp.warned, cp.skipped, cp.stubs);
+			checkpoint_free(&cp);
+		}
+	}
+	char run[32];
+	snprintf(run, sizeof run, "%lld", (long long)first_run);
+	const char *p[] = {run};
+	PGresult *r = pg_query(t,
+			       "SELECT entity, reason, severity, count(*) FROM edumig.skips WHERE run_id >= $1::bigint "
+			       "GROUP BY 1, 2, 3 ORDER BY 1, 4 DESC, 2",
+			       1, p);
+	if (!r)
+		return;
+	printf("\nprojected skips and warnings by reason:\n");
+	for (int i = 0; i < PQntuples(r); i++)
+		printf("  %-22s %-30s %-8s %10s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+		       PQgetvalue(r, i, 3));
+	PQclear(r);
+	const char *dir = o->log_dir ? o->log_dir : "logs";
+	mkdir(dir, 0755);
+	AUTOFREE char *path = xasprintf("%s/dry-run-%06lld.csv", dir, (long long)first_run);
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		log_error("cannot write %s: %s", path, strerror(errno));
+		return;
+	}
+	if (pg_set_setting(t, "edumig.first_run", run) &&
+	    pg_copy_out_start(t,
+			      "COPY (SELECT entity, old_key, severity, reason, column_name, source_value, detail, sqlstate, "
+			      "constraint_name, cause_entity, cause_key, owner_entity, owner_key FROM edumig.skips "
+			      "WHERE run_id >= current_setting('edumig.first_run')::bigint ORDER BY entity, old_key, reason) "
+			      "TO STDOUT WITH (FORMAT csv, HEADER)")) {
+		char *row;
+		int n;
+		while ((n = pg_copy_out_row(t, &row)) > 0) {
+			fwrite(row, 1, (size_t)n, f);
+			PQfreemem(row);
+		}
+	}
+	fclose(f);
+	printf("\nprojected skip report: %s\n", path);
+}
+
 int engine_run(const EngineOptions *o)
 {
 	Config *cfg = load_config(o);
@@ -294,15 +358,35 @@ int engine_run(const EngineOptions *o)
 		rc = EXIT_USAGE;
 		goto out;
 	}
+	/* A dry run is one transaction, rolled back once its projection is printed. */
+	if (o->w.dry_run && !pg_exec(&t, "BEGIN", NULL)) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
 	if (!control_ensure(&t)) {
 		rc = EXIT_SERVER;
 		goto out;
+	}
+	int64_t first_run = 0;
+	if (o->w.dry_run) {
+		AUTOFREE char *v = NULL;
+		if (!pg_query_value(&t, "SELECT coalesce(max(run_id), 0) + 1 FROM edumig.runs", 0, NULL, &v)) {
+			rc = EXIT_SERVER;
+			goto out;
+		}
+		first_run = strtoll(v, NULL, 10);
 	}
 	for (size_t p = 0; p < cfg->n_phases && rc == EXIT_OK_; p++) {
 		const Phase *ph = &cfg->phases[p];
 		if (!o->all && ph->number != o->phase)
 			continue;
 		rc = run_phase(o, cfg, &s, &t, ph);
+	}
+	if (o->w.dry_run) {
+		if (rc == EXIT_OK_ || rc == EXIT_SKIPS)
+			dry_run_report(o, cfg, &t, first_run);
+		pg_exec(&t, "ROLLBACK", NULL);
+		log_info("dry run: nothing was written to the target (everything rolled back)");
 	}
 out:
 	pg_close(&s);

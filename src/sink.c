@@ -18,6 +18,26 @@
 #include "edumig/rules.h"
 #include "edumig/testhook.h"
 
+/*
+ * A batch's transaction. In a dry run the whole run is one transaction that is rolled back
+ * at the end, so a batch is a savepoint inside it: later entities still see the rows a real
+ * run would have committed.
+ */
+static bool tx_begin(Sink *s)
+{
+	return pg_exec(s->t, s->dry_run ? "SAVEPOINT edumig_batch" : "BEGIN", NULL);
+}
+
+static void tx_abort(Sink *s)
+{
+	if (s->dry_run) {
+		pg_exec(s->t, "ROLLBACK TO SAVEPOINT edumig_batch", NULL);
+		pg_exec(s->t, "RELEASE SAVEPOINT edumig_batch", NULL);
+	} else {
+		pg_exec(s->t, "ROLLBACK", NULL);
+	}
+}
+
 static char *copy_sql(PgConn *t, const char *schema, const char *table, const char *const *cols, size_t n)
 {
 	StrBuf b = {0};
@@ -273,7 +293,7 @@ static bool write_skips(Sink *s, Batch *b)
 bool sink_write_batch(Sink *s, Batch *b, Checkpoint *cp)
 {
 	testhook_point("batch_begin");
-	if (!pg_exec(s->t, "BEGIN", NULL))
+	if (!tx_begin(s))
 		return false;
 	bool ok = write_stubs(s, b) && (b->n_rows == 0 || copy_range(s, b, 0, b->n_rows));
 	testhook_point("batch_after_rows");
@@ -310,12 +330,12 @@ bool sink_write_batch(Sink *s, Batch *b, Checkpoint *cp)
 		ok = checkpoint_store(s->t, s->m, s->part, cp);
 	}
 	if (!ok) {
-		pg_exec(s->t, "ROLLBACK", NULL);
+		tx_abort(s);
 		return false;
 	}
 	testhook_point("batch_before_commit");
 	/* Sent without waiting, so a kill can land while the server commits. */
-	if (PQsendQuery(s->t->conn, "COMMIT") != 1)
+	if (PQsendQuery(s->t->conn, s->dry_run ? "RELEASE SAVEPOINT edumig_batch" : "COMMIT") != 1)
 		return false;
 	testhook_point("batch_during_commit");
 	PGresult *r;
@@ -406,7 +426,7 @@ bool sink_finish_deferred(Sink *s, Checkpoint *cp)
 	snprintf(run, sizeof run, "%lld", (long long)s->run_id);
 	AUTOFREE char *qt = pg_qualified(s->t, s->m->target_schema, s->m->target_table);
 	AUTOFREE char *qid = pg_ident(s->t, s->m->id_column);
-	if (!pg_exec(s->t, "BEGIN", NULL))
+	if (!tx_begin(s))
 		return false;
 	bool ok = true;
 	for (size_t c = 0; ok && c < s->m->n_cols; c++) {
@@ -455,8 +475,8 @@ bool sink_finish_deferred(Sink *s, Checkpoint *cp)
 		ok = ok && checkpoint_store(s->t, s->m, s->part, cp);
 	}
 	testhook_point("deferred_before_commit");
-	if (!ok || !pg_exec(s->t, "COMMIT", NULL)) {
-		pg_exec(s->t, "ROLLBACK", NULL);
+	if (!ok || !pg_exec(s->t, s->dry_run ? "RELEASE SAVEPOINT edumig_batch" : "COMMIT", NULL)) {
+		tx_abort(s);
 		return false;
 	}
 	return true;

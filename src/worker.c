@@ -323,6 +323,7 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 	l.len = xcalloc((size_t)l.ncols, sizeof *l.len);
 	batch_init(&l.b, l.m->n_filters);
 	sink_init(&l.sink, tgt, cfg, entity, 0, run_id);
+	l.sink.dry_run = o->dry_run;
 	bool unique = false;
 	if (!load_sets(&l) || !source_key_unique(src, l.m, &unique))
 		goto out;

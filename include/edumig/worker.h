@@ -15,6 +15,7 @@ typedef struct WorkerOptions {
 	bool max_skips_set;
 	bool max_skips_pct;       /* max_skips is a percentage of rows read */
 	double max_skips;
+	bool dry_run;             /* batches are savepoints of one transaction rolled back at the end */
 } WorkerOptions;
 
 typedef enum WorkResult {

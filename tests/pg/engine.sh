@@ -146,6 +146,19 @@ assert_eq "verify fails (exit 1) on an orphaned foreign key" 1 "$rc"
 assert_match "... naming the constraint" "note_person_id_fkey: no orphans +note +FAIL" "$out"
 assert_match "verify on an intact migration says every check holds" "verify: every check holds" "$(edumig "$T1" verify 2>&1)"
 
+# --- dry run: the projection of a real run, and nothing written ---------------------------
+mk_target D1 d1
+before=$(database_checksum "$D1")
+out=$(edumig "$D1" run --all --dry-run 2>&1); rc=$?
+assert_eq "dry run exits 0" 0 "$rc"
+assert_eq "dry run leaves the target exactly as it was (not even the edumig schema)" "$before" "$(database_checksum "$D1")"
+assert_match "dry run projects the person figures of the real run" \
+    "person +$exp_read +$exp_filtered +$exp_migrated +$exp_baddates +$((exp_dupkeys + exp_nullkeys + exp_rejected)) +0" "$out"
+assert_match "dry run projects the rejected rows by reason" "person +target_rejected +error +$exp_rejected" "$out"
+csv=$(ls "$WORKDIR"/logs/dry-run-*.csv 2>/dev/null | head -1)
+assert_eq "dry run writes the projected skip report (one line per skip row + header)" \
+    "$(( $(q "$T1" "SELECT count(*) FROM edumig.skips") + 1 ))" "$(python3 -c 'import csv,sys; print(sum(1 for _ in csv.reader(open(sys.argv[1]))))' "$csv")"
+
 # --- rollback ---------------------------------------------------------------------------
 new_db R1 r1 "$T1"
 assert_exit "rollback --phase 2 exits 0" 0 edumig "$R1" rollback --phase 2
