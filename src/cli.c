@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "edumig/engine.h"
+#include "edumig/report.h"
 #include "edumig/log.h"
 #include "edumig/mem.h"
 #include "edumig_version.h"
@@ -56,12 +57,40 @@ static const Command commands[] = {
 	 "  --json               machine-readable output\n" COMMON_HELP, engine_status, false},
 	{"verify", "check the accounting identity, the id map against the target, and foreign keys; exit 1 on a failure",
 	 "edumig verify [options]", COMMON_HELP, engine_verify, false},
+	{"retry", "re-read the skipped rows of phase N from the current source; migrate those that now pass, then their children",
+	 "edumig retry --phase N [--entity E] [--reason R] [options]",
+	 "  --phase N            the phase whose skipped rows are re-read; later phases follow for rows\n"
+	 "                       whose skipped parent has moved since\n"
+	 "  --entity E           only this entity of the phase (default: all of them)\n"
+	 "  --reason R           only rows skipped for this reason code (default: any)\n"
+	 "  --batch-size N       as for run (default: 5000)\n"
+	 "  --bcrypt-cost N      as for run\n" COMMON_HELP,
+	 engine_retry, true},
 	{"rollback", "remove what phase N and every later phase wrote (rows, placeholders, id map, skips, checkpoints)",
 	 "edumig rollback --phase N [--force] [options]",
 	 "  --phase N            the first phase to undo; every later phase is undone too\n"
 	 "  --force              remove rows even when rows edumig did not write refer to them\n"
 	 "                       (the target's foreign keys then decide; default: refuse and name them)\n" COMMON_HELP,
 	 engine_rollback, true},
+	{"report", "the skip report for data owners: every unresolved skip and warning, reasons, root causes",
+	 "edumig report [--format csv|json|html] [--out PATH] [--phase N] [--entity E] [--reason R] [options]",
+	 "  --format F           csv (default: one row per skip record), json (summary, reasons, root\n"
+	 "                       causes, rows) or html (one self-contained page)\n"
+	 "  --out PATH           file to write, or - for standard output\n"
+	 "                       (default: LOG_DIR/report.csv, .json or .html)\n"
+	 "  --split-by organization\n"
+	 "                       csv only: one file per owning organization unit, named by its code, plus\n"
+	 "                       _no_owner.csv and _index.csv, in the directory --out DIR\n"
+	 "                       (default: LOG_DIR/report-by-organization)\n"
+	 "  --phase N            only skips recorded by phase N (default: every phase)\n"
+	 "  --entity E           only this entity (default: all)\n"
+	 "  --reason R           only this reason code (default: any)\n"
+	 "  --html-rows N        html: detailed records shown per entity, sampled over its reasons\n"
+	 "                       (default: 1000; the counts are always exact)\n"
+	 "                       json and html also read the source, for the live source counts of the\n"
+	 "                       summary; csv reads the target only. Nothing is ever written to either.\n"
+	 COMMON_HELP,
+	 engine_report, false},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof *commands)
@@ -137,7 +166,10 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
 }
 
 enum { OPT_CONFIG = 256, OPT_SOURCE, OPT_TARGET, OPT_LOG_DIR, OPT_PHASE, OPT_ALL, OPT_BATCH, OPT_MAX_SKIPS,
-       OPT_BCRYPT, OPT_JSON, OPT_FORCE, OPT_DRY_RUN };
+       OPT_BCRYPT, OPT_JSON, OPT_FORCE, OPT_DRY_RUN, OPT_ENTITY, OPT_REASON };
+
+/* Options of the report command. */
+enum { OPT_FORMAT = 512, OPT_OUT, OPT_SPLIT_BY, OPT_HTML_ROWS };
 
 static const struct option long_opts[] = {
 	{"config", required_argument, NULL, OPT_CONFIG},
@@ -152,6 +184,12 @@ static const struct option long_opts[] = {
 	{"json", no_argument, NULL, OPT_JSON},
 	{"force", no_argument, NULL, OPT_FORCE},
 	{"dry-run", no_argument, NULL, OPT_DRY_RUN},
+	{"entity", required_argument, NULL, OPT_ENTITY},
+	{"reason", required_argument, NULL, OPT_REASON},
+	{"format", required_argument, NULL, OPT_FORMAT},
+	{"out", required_argument, NULL, OPT_OUT},
+	{"split-by", required_argument, NULL, OPT_SPLIT_BY},
+	{"html-rows", required_argument, NULL, OPT_HTML_ROWS},
 	{"verbose", no_argument, NULL, 'v'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
@@ -163,14 +201,24 @@ static bool option_allowed(const Command *c, int opt)
 {
 	switch (opt) {
 	case OPT_PHASE:
-		return strcmp(c->name, "run") == 0 || strcmp(c->name, "rollback") == 0;
+		return strcmp(c->name, "run") == 0 || strcmp(c->name, "rollback") == 0 || strcmp(c->name, "retry") == 0 ||
+		       strcmp(c->name, "report") == 0;
+	case OPT_ENTITY:
+	case OPT_REASON:
+		return strcmp(c->name, "retry") == 0 || strcmp(c->name, "report") == 0;
+	case OPT_FORMAT:
+	case OPT_OUT:
+	case OPT_SPLIT_BY:
+	case OPT_HTML_ROWS:
+		return strcmp(c->name, "report") == 0;
 	case OPT_FORCE:
 		return strcmp(c->name, "rollback") == 0;
+	case OPT_BATCH:
+	case OPT_BCRYPT:
+		return strcmp(c->name, "run") == 0 || strcmp(c->name, "retry") == 0;
 	case OPT_DRY_RUN:
 	case OPT_ALL:
-	case OPT_BATCH:
 	case OPT_MAX_SKIPS:
-	case OPT_BCRYPT:
 		return strcmp(c->name, "run") == 0;
 	case OPT_JSON:
 		return strcmp(c->name, "status") == 0;
@@ -270,6 +318,35 @@ static int run_command(const Command *c, int argc, char **argv)
 			break;
 		case OPT_DRY_RUN:
 			o.w.dry_run = true;
+			break;
+		case OPT_ENTITY:
+			o.entity = optarg;
+			break;
+		case OPT_REASON:
+			o.reason = optarg;
+			break;
+		case OPT_FORMAT:
+			o.report_format = optarg;
+			break;
+		case OPT_OUT:
+			o.report_out = optarg;
+			break;
+		case OPT_SPLIT_BY:
+			if (strcmp(optarg, "organization") != 0) {
+				fprintf(stderr, "edumig %s: --split-by takes 'organization', not '%s'\n", c->name, optarg);
+				errors++;
+			} else {
+				o.report_split = true;
+			}
+			break;
+		case OPT_HTML_ROWS:
+			if (!parse_int(optarg, 1, 1000000, &v)) {
+				fprintf(stderr, "edumig %s: --html-rows takes a number from 1 to 1000000, not '%s'\n", c->name,
+					optarg);
+				errors++;
+			} else {
+				o.report_html_rows = (int)v;
+			}
 			break;
 		case 'v':
 			log_set_level(LOG_DEBUG);

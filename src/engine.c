@@ -669,3 +669,85 @@ out:
 	config_free(cfg);
 	return rc;
 }
+
+int engine_retry(const EngineOptions *o)
+{
+	Config *cfg = load_config(o);
+	if (!cfg)
+		return EXIT_USAGE;
+	const Phase *ph = config_find_phase(cfg, o->phase);
+	int only = o->entity ? config_find_entity(cfg, o->entity) : -1;
+	if (!ph || (o->entity && (only < 0 || cfg->mappings[only].phase != o->phase))) {
+		if (!ph)
+			fprintf(stderr, "edumig: no phase %d in %s/phases/phases.json\n", o->phase, cfg->dir);
+		else
+			fprintf(stderr, "edumig: entity \"%s\" is not in phase %d\n", o->entity, o->phase);
+		config_free(cfg);
+		return EXIT_USAGE;
+	}
+	PgConn s, t;
+	if (!connect_both(o, &s, &t)) {
+		config_free(cfg);
+		return EXIT_SERVER;
+	}
+	int rc = EXIT_OK_;
+	int64_t run_id = 0;
+	int locked = 0;
+	pg_exec(&s, "SET default_transaction_read_only = on", NULL);
+	if (check_all(&s, &t, cfg)) {
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (!control_ensure(&t)) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
+	for (size_t p = 0; p < cfg->n_phases; p++) {
+		if (cfg->phases[p].number < o->phase)
+			continue;
+		if (!control_lock_phase(&t, cfg->phases[p].number)) {
+			rc = EXIT_SERVER;
+			goto out;
+		}
+		locked = cfg->phases[p].number;
+	}
+	if (!control_run_start(&t, "retry", o->phase, config_hash(cfg), &run_id) || !source_begin(&s)) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
+	open_run_log(o, run_id);
+	/* The phase's entities re-read their skipped rows; every later entity then re-reads
+	 * the rows whose skipped parent has moved since (the cascade). */
+	bool started = false;
+	for (size_t p = 0; p < cfg->n_phases && rc == EXIT_OK_; p++) {
+		const Phase *cur = &cfg->phases[p];
+		if (cur->number < o->phase)
+			continue;
+		for (size_t e = 0; e < cur->n_entities && rc == EXIT_OK_; e++) {
+			int ent = cur->entities[e];
+			bool direct = cur->number == o->phase && (only < 0 || ent == only);
+			if (!direct && !started)
+				continue;
+			started = true;
+			if (!load_lookups(&s, cfg, &cfg->mappings[ent])) {
+				rc = EXIT_SERVER;
+				break;
+			}
+			int64_t retried = 0, moved = 0;
+			WorkResult w = worker_retry_entity(&s, &t, cfg, ent, run_id, &o->w, direct ? o->reason : NULL, !direct,
+							   &retried, &moved);
+			if (w != WORK_OK)
+				rc = EXIT_SERVER;
+		}
+	}
+	pg_exec(&s, "COMMIT", NULL);
+	control_run_finish(&t, run_id, rc == EXIT_OK_ ? "done" : "failed", NULL);
+	log_jsonl_close();
+out:
+	for (int p = o->phase; p <= locked; p++)
+		control_unlock_phase(&t, p);
+	pg_close(&s);
+	pg_close(&t);
+	config_free(cfg);
+	return rc;
+}

@@ -111,7 +111,7 @@ bool pg_connect(PgConn *c, const char *conninfo, const char *role)
 		log_error("[%s] cannot set the client encoding: %s", role, PQerrorMessage(c->conn));
 		return false;
 	}
-	PGresult *r = PQexec(c->conn, "SET datestyle = 'ISO, YMD'; "
+	PGresult *r = PQexec(c->conn, "SET client_min_messages = warning; SET datestyle = 'ISO, YMD'; "
 				      "SET intervalstyle = 'postgres'; SET extra_float_digits = 3; SET TimeZone = 'UTC'");
 	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok)

@@ -263,8 +263,32 @@ static bool issue_live(const Batch *b, const Issue *i)
 	return true;
 }
 
+static bool resolve_old_skips(Sink *s)
+{
+	if (!s->resolve_keys)
+		return true;
+	char run[32];
+	snprintf(run, sizeof run, "%lld", (long long)s->run_id);
+	const char *p[] = {run, s->m->entity, s->resolve_keys};
+	PgError err = {0};
+	bool ok = pg_exec_params(s->t,
+				 "UPDATE edumig.skips s SET resolved_at = now(), resolved_by_run = $1::bigint, "
+				 "resolution = CASE WHEN EXISTS (SELECT 1 FROM edumig.id_map m WHERE m.entity = s.entity "
+				 "AND m.old_key = s.old_key) THEN 'migrated' ELSE 'superseded' END "
+				 "WHERE s.entity = $2 AND s.old_key = ANY($3::text[]) AND s.resolved_at IS NULL "
+				 "AND s.reason NOT IN ('duplicate_source_key', 'null_source_key')",
+				 3, p, &err);
+	if (!ok) {
+		log_error("[TARGET] [%s] %s: resolving retried skips: %s", err.sqlstate, s->m->entity, err.message);
+		pg_error_clear(&err);
+	}
+	return ok;
+}
+
 static bool write_skips(Sink *s, Batch *b)
 {
+	if (!resolve_old_skips(s))
+		return false;
 	sb_reset(&s->buf);
 	sb_reset(&s->log);
 	for (size_t k = 0; k < b->n_issues; k++) {

@@ -305,11 +305,14 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 	WorkResult res = WORK_FAILED;
 	if (!checkpoint_load(tgt, l.m, 0, &l.cp))
 		return WORK_FAILED;
+	bool appended = false;
 	if (l.cp.done) {
-		log_info("%s: done on a previous run (%" PRId64 " migrated, %" PRId64 " skipped)", l.m->entity,
-			 l.cp.migrated, l.cp.skipped);
-		checkpoint_free(&l.cp);
-		return WORK_OK;
+		/* Legacy ids grow with time: rows added since the last run have keys above the
+		 * checkpoint, and a run of a finished entity picks them up (and writes nothing
+		 * when there are none). */
+		log_info("%s: done on a previous run (%" PRId64 " migrated, %" PRId64 " skipped); looking for rows added since",
+			 l.m->entity, l.cp.migrated, l.cp.skipped);
+		appended = true;
 	}
 	if (!l.cp.exists && !checkpoint_create(tgt, l.m, 0)) {
 		checkpoint_free(&l.cp);
@@ -340,7 +343,7 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 	bool deferred = false;
 	for (size_t c = 0; c < l.m->n_cols; c++)
 		deferred = deferred || (l.m->cols[c].kind == RULE_REF && l.m->cols[c].deferred);
-	if (l.cp.streamed) {
+	if (l.cp.streamed && !l.cp.done) {
 		log_info("%s: every row is in; resolving its deferred references", l.m->entity);
 		if (!sink_finish_deferred(&l.sink, &l.cp))
 			goto out;
@@ -348,6 +351,18 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 		goto out;
 	}
 	int st = stream(&l, false, unique);
+	if (st == 1 && appended) {
+		if (l.b.read > 0) {
+			l.cp.seconds = l.secs_before + (now_s() - l.t0);
+			if (!sink_write_batch(&l.sink, &l.b, &l.cp))
+				goto out;
+			log_info("%s: %" PRId64 " rows added since the last run read", l.m->entity, l.read_this_run);
+		}
+		if (l.read_this_run > 0 && deferred && !sink_finish_deferred(&l.sink, &l.cp))
+			goto out;
+		res = WORK_OK;
+		goto out;
+	}
 	if (st == 1)
 		st = stream(&l, true, unique);
 	if (st == 0)
@@ -382,6 +397,202 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 		res = WORK_STOPPED;
 	}
 out:
+	if (l.env) {
+		rulectx_free(&l.rc);
+		txenv_destroy(l.env);
+	}
+	for (size_t i = 0; i < cfg->n_mappings; i++)
+		idset_destroy(l.sets[i]);
+	free(l.sets);
+	free(l.val);
+	free(l.len);
+	batch_free(&l.b);
+	sink_free(&l.sink);
+	checkpoint_free(&l.cp);
+	return res;
+}
+
+/* Keys to retry for the entity, as text, in key order. */
+static char **retry_keys(Loop *l, const char *reason, bool cascade, size_t *n)
+{
+	*n = 0;
+	const char *p[] = {l->m->entity, reason};
+	PGresult *r = pg_query(l->tgt,
+			       "SELECT DISTINCT s.old_key FROM edumig.skips s WHERE s.entity = $1 AND s.severity = 'error' "
+			       "AND s.resolved_at IS NULL AND s.old_key IS NOT NULL "
+			       "AND s.reason NOT IN ('duplicate_source_key', 'null_source_key') "
+			       "AND ($2::text IS NULL OR s.reason = $2) "
+			       "AND NOT EXISTS (SELECT 1 FROM edumig.id_map m WHERE m.entity = s.entity AND m.old_key = s.old_key)",
+			       2, p);
+	if (!r)
+		return NULL;
+	size_t cap = 0;
+	char **keys = NULL;
+	*n = 0;
+	for (int i = 0; i < PQntuples(r); i++) {
+		keys = xgrow(keys, &cap, *n + 1, sizeof *keys);
+		keys[(*n)++] = xstrdup(PQgetvalue(r, i, 0));
+	}
+	PQclear(r);
+	if (cascade && *n) {
+		/* Only children whose recorded cause has since been migrated. */
+		size_t w = 0;
+		for (size_t i = 0; i < *n; i++) {
+			const char *pk[] = {l->m->entity, keys[i]};
+			AUTOFREE char *v = NULL;
+			bool ok = pg_query_value(l->tgt,
+						 "SELECT EXISTS (SELECT 1 FROM edumig.skips c JOIN edumig.id_map p "
+						 "ON p.entity = c.cause_entity AND p.old_key = c.cause_key "
+						 "WHERE c.entity = $1 AND c.old_key = $2 AND c.resolved_at IS NULL "
+						 "AND c.severity = 'error')::text",
+						 2, pk, &v);
+			if (ok && strcmp(v, "true") == 0)
+				keys[w++] = keys[i];
+			else
+				free(keys[i]);
+		}
+		*n = w;
+	}
+	return keys;
+}
+
+/* Streams the rows of @keys[0..n) (one chunk) and writes them as one batch. */
+static int retry_chunk(Loop *l, char **keys, size_t n, bool unique, int64_t *moved)
+{
+	StrBuf arr = {0};
+	sb_putc(&arr, '{');
+	for (size_t i = 0; i < n; i++)
+		sb_printf(&arr, "%s\"%s\"", i ? "," : "", keys[i]);
+	sb_putc(&arr, '}');
+	AUTOFREE char *base = source_stream_sql(l->src, l->m, false, false, unique);
+	/* The stream statement with its WHERE narrowed to the keys being retried. */
+	StrBuf kx = {0};
+	if (l->m->n_key == 1) {
+		AUTOFREE char *q = pg_ident(l->src, l->m->key_cols[0]);
+		sb_printf(&kx, "src.%s::text", q);
+	} else {
+		sb_puts(&kx, "concat_ws('/'");
+		for (int k = 0; k < l->m->n_key; k++) {
+			AUTOFREE char *q = pg_ident(l->src, l->m->key_cols[k]);
+			sb_printf(&kx, ", src.%s", q);
+		}
+		sb_puts(&kx, ")");
+	}
+	const char *where = strstr(base, " WHERE ");
+	StrBuf sql = {0};
+	sb_put(&sql, base, (size_t)(where - base) + 7);
+	sb_printf(&sql, "%s = ANY(current_setting('edumig.retry_keys')::text[]) AND %s", sb_str(&kx), where + 7);
+	int st = 1;
+	if (!pg_set_setting(l->src, "edumig.retry_keys", sb_str(&arr)) || !pg_copy_out_start(l->src, sb_str(&sql))) {
+		st = 0;
+		goto out;
+	}
+	char *row;
+	int len;
+	Key prev = {0};
+	bool has_prev = false;
+	int64_t seen = 0;
+	while ((len = pg_copy_out_row(l->src, &row)) > 0) {
+		uint64_t h = fnv1a(row, (size_t)len);
+		int nf = copytext_split(row, (size_t)len, l->val, l->len, l->ncols);
+		Key key;
+		if (nf != l->ncols || !row_key(l, &key)) {
+			PQfreemem(row);
+			continue;
+		}
+		/* Extra rows of a duplicated key are accounted as duplicates already. */
+		if (has_prev && key_equal(&key, &prev)) {
+			PQfreemem(row);
+			continue;
+		}
+		prev = key;
+		has_prev = true;
+		seen++;
+		int f = row_filter(l);
+		if (f >= 0) {
+			l->b.filtered[f]++;
+		} else {
+			char kt[KEY_TEXT_MAX];
+			key_format(&key, kt);
+			RowInput in = {.val = l->val, .len = l->len, .key = &key, .key_text = kt, .hash = h};
+			if (!rules_apply(&l->rc, &in, &l->b))
+				l->b.skipped++;
+		}
+		PQfreemem(row);
+	}
+	if (len < 0) {
+		st = 0;
+		goto out;
+	}
+	/* Every re-read key was counted as skipped; the batch now says what each became. */
+	int64_t before = l->cp.migrated;
+	l->cp.skipped -= seen;
+	l->sink.resolve_keys = sb_str(&arr);
+	if (!sink_write_batch(&l->sink, &l->b, &l->cp))
+		st = 0;
+	l->sink.resolve_keys = NULL;
+	*moved += l->cp.migrated - before;
+	batch_reset(&l->b);
+out:
+	sb_free(&arr);
+	sb_free(&kx);
+	sb_free(&sql);
+	return st;
+}
+
+WorkResult worker_retry_entity(PgConn *src, PgConn *tgt, const Config *cfg, int entity, int64_t run_id,
+			       const WorkerOptions *o, const char *reason, bool cascade, int64_t *retried,
+			       int64_t *migrated)
+{
+	Loop l = {.src = src, .tgt = tgt, .cfg = cfg, .m = &cfg->mappings[entity], .entity = entity, .o = o,
+		  .total = -1};
+	WorkResult res = WORK_FAILED;
+	*retried = *migrated = 0;
+	if (!checkpoint_load(tgt, l.m, 0, &l.cp))
+		return WORK_FAILED;
+	if (!l.cp.done) {
+		log_info("%s: not finished yet: run it first (retry re-reads rows of finished entities)", l.m->entity);
+		checkpoint_free(&l.cp);
+		return WORK_OK;
+	}
+	size_t n = 0;
+	char **keys = retry_keys(&l, reason, cascade, &n);
+	if (!keys && n) {
+		checkpoint_free(&l.cp);
+		return WORK_FAILED;
+	}
+	l.sets = xcalloc(cfg->n_mappings, sizeof *l.sets);
+	l.ncols = (int)l.m->n_src_cols + 1;
+	l.val = xcalloc((size_t)l.ncols, sizeof *l.val);
+	l.len = xcalloc((size_t)l.ncols, sizeof *l.len);
+	batch_init(&l.b, l.m->n_filters);
+	sink_init(&l.sink, tgt, cfg, entity, 0, run_id);
+	l.sink.dry_run = o->dry_run;
+	bool unique = false;
+	if (n == 0) {
+		res = WORK_OK;
+		goto out;
+	}
+	if (!load_sets(&l) || !source_key_unique(src, l.m, &unique))
+		goto out;
+	l.env = txenv_create(cfg->lookups, cfg->namespace_uuid);
+	rulectx_init(&l.rc, cfg, entity, l.sets, l.env);
+	l.t0 = now_s();
+	l.secs_before = l.cp.seconds;
+	/* Chunks keep the key list handed to the source (a setting) small. */
+	for (size_t i = 0; i < n; i += 5000) {
+		size_t k = n - i < 5000 ? n - i : 5000;
+		if (!retry_chunk(&l, keys + i, k, unique, migrated))
+			goto out;
+	}
+	*retried = (int64_t)n;
+	log_info("%s: %zu skipped row%s re-read, %" PRId64 " now migrated", l.m->entity, n, n == 1 ? "" : "s",
+		 *migrated);
+	res = WORK_OK;
+out:
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
 	if (l.env) {
 		rulectx_free(&l.rc);
 		txenv_destroy(l.env);

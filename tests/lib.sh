@@ -112,10 +112,15 @@ database_checksum() {   # database_checksum DB
     echo "$out"
 }
 
-# Rows inserted, updated or deleted in a database so far (server statistics).
+# Writes to a database so far, from the server's statistics: rows inserted or deleted in the
+# whole database (pg_stat_database) and every write to its own tables (pg_stat_user_tables).
+# Updates to the catalogs are left out: autovacuum updates pg_class and pg_database in place
+# on its own schedule.
 database_writes() {   # database_writes DB
+    local db=$1
     psql -X -qAt -d postgres -c "SELECT pg_stat_clear_snapshot()" >/dev/null
-    q postgres "SELECT tup_inserted + tup_updated + tup_deleted FROM pg_stat_database WHERE datname = '$1'"
+    echo "db:$(q postgres "SELECT tup_inserted + tup_deleted FROM pg_stat_database WHERE datname = '$db'")" \
+         "tables:$(q "$db" "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables")"
 }
 
 require_sandbox() {

@@ -24,6 +24,8 @@ typedef struct EngineOptions {
 	bool all;
 	bool json;
 	bool force;               /* rollback: even when other rows refer to what it removes */
+	const char *entity;       /* retry, report: only this entity (NULL: all) */
+	const char *reason;       /* retry, report: only rows skipped for this reason (NULL: any) */
 	int bcrypt_cost;          /* 0 = as the mappings say */
 	const char *log_dir;
 	const char *command_line; /* recorded in edumig.runs */
@@ -32,8 +34,6 @@ typedef struct EngineOptions {
 	const char *report_format;   /* "csv" (default), "json" or "html" */
 	const char *report_out;      /* file, "-" for stdout, or a directory with report_split;
 	                              * NULL: LOG_DIR/report.FORMAT (LOG_DIR/report-by-organization) */
-	const char *report_entity;   /* only this entity; NULL: all */
-	const char *report_reason;   /* only this reason code; NULL: all */
 	bool report_split;           /* one CSV per owning organization unit */
 	int report_html_rows;        /* detailed rows shown per entity in HTML; 0: the default */
 } EngineOptions;
@@ -43,5 +43,6 @@ int engine_run(const EngineOptions *o);
 int engine_status(const EngineOptions *o);
 int engine_verify(const EngineOptions *o);
 int engine_rollback(const EngineOptions *o);
+int engine_retry(const EngineOptions *o);
 
 #endif /* EDUMIG_ENGINE_H */

@@ -22,7 +22,7 @@
 
 /**
  * engine_report - write the report EngineOptions asks for (report_format, report_out,
- * phase, report_entity, report_reason, report_split, report_html_rows).
+ * phase, entity, reason, report_split, report_html_rows).
  * CSV needs only the target; JSON and HTML also connect to the source for the live source
  * counts of their summary (the figures of `edumig status --json`).
  * Returns EXIT_OK_, EXIT_USAGE (bad option, unknown phase or entity, output not writable)

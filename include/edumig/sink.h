@@ -25,6 +25,9 @@ typedef struct Sink {
 	StrBuf buf;               /* id-map and skip COPY data */
 	StrBuf log;               /* JSON lines for the run log */
 	int64_t copies;           /* COPY statements sent (bisection shows here) */
+	/* Retry: the legacy keys the batch re-reads, as a text[] literal; their older skip rows
+	 * are marked resolved by this run in the batch's transaction. NULL outside retry. */
+	const char *resolve_keys;
 } Sink;
 
 void sink_init(Sink *s, PgConn *t, const Config *cfg, int entity, int part, int64_t run_id);

@@ -27,4 +27,15 @@ typedef enum WorkResult {
 WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int entity, int64_t run_id,
 			     const WorkerOptions *o);
 
+/**
+ * worker_retry_entity - re-read the entity's skipped rows from the current source and
+ * migrate those that now pass; their older skip rows are kept, marked resolved by this run.
+ * @reason:  only rows skipped for this reason (NULL: any retryable reason)
+ * @cascade: only rows whose skip names a cause (parent) that is migrated by now
+ * @retried, @migrated: how many keys were re-read, and how many of them moved
+ */
+WorkResult worker_retry_entity(PgConn *src, PgConn *tgt, const Config *cfg, int entity, int64_t run_id,
+			       const WorkerOptions *o, const char *reason, bool cascade, int64_t *retried,
+			       int64_t *migrated);
+
 #endif /* EDUMIG_WORKER_H */

@@ -57,7 +57,10 @@ CREATE TABLE IF NOT EXISTS edumig.skips (
     owner_key text,
     at timestamptz NOT NULL DEFAULT now(),
     resolved_at timestamptz,
-    resolved_by_run bigint
+    resolved_by_run bigint,
+    -- how a retry closed it: 'migrated' (the row moved) or 'superseded' (re-read, still
+    -- skipped: a newer record of the same run says why)
+    resolution text CHECK (resolution IN ('migrated', 'superseded'))
 );
 CREATE INDEX IF NOT EXISTS skips_entity_key_idx ON edumig.skips (entity, old_key);
 

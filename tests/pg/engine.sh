@@ -159,6 +159,36 @@ csv=$(ls "$WORKDIR"/logs/dry-run-*.csv 2>/dev/null | head -1)
 assert_eq "dry run writes the projected skip report (one line per skip row + header)" \
     "$(( $(q "$T1" "SELECT count(*) FROM edumig.skips") + 1 ))" "$(python3 -c 'import csv,sys; print(sum(1 for _ in csv.reader(open(sys.argv[1]))))' "$csv")"
 
+# --- the data owners' loop: fix the source, pick up new rows, retry --------------------
+new_db S2 s2 "$SRC"
+new_db RT rt "$T1"
+edumig2() { local t=$1; shift; "$EDUMIG" "$@" --config "$CFG" --source "dbname=$S2" --target "dbname=$t" --log-dir "$WORKDIR/logs"; }
+# The registrar fixes the shared e-mail addresses and adds the person 61 notes point at.
+q "$S2" "UPDATE people SET email = 'fixed' || id || '@example.org' WHERE email = 'dup@example.org' AND id <> (SELECT min(id) FROM people WHERE email = 'dup@example.org' AND active = 1)" >/dev/null
+q "$S2" "INSERT INTO people VALUES (999999, 'person 999999', 'p999999@example.org', '01/01/1990', 1)" >/dev/null
+p_mig=$(cp_field "$RT" person rows_migrated); p_skip=$(cp_field "$RT" person rows_skipped)
+n_mig=$(cp_field "$RT" note rows_migrated); n_skip=$(cp_field "$RT" note rows_skipped)
+to_new=$(q "$S2" "SELECT count(*) FROM notes WHERE person_id = 999999")
+assert_exit "run of the finished phase 1 exits 0" 0 edumig2 "$RT" run --phase 1
+assert_eq "it picked up the added person (read +1, migrated +1)" "$((exp_read + 1)) $((p_mig + 1))" \
+    "$(cp_field "$RT" person rows_read) $(cp_field "$RT" person rows_migrated)"
+out=$(edumig2 "$RT" retry --phase 1 2>&1); rc=$?
+assert_eq "retry --phase 1 exits 0" 0 "$rc"
+assert_match "retry says what it re-read and what moved" "person: $exp_rejected skipped rows? re-read, $exp_rejected now migrated" "$out"
+assert_eq "the fixed people migrated, skipped count down by as many" "$((p_mig + 1 + exp_rejected)) $((p_skip - exp_rejected))" \
+    "$(cp_field "$RT" person rows_migrated) $(cp_field "$RT" person rows_skipped)"
+assert_eq "their notes (parent_skipped) and the notes of the added person (missing_reference) followed" \
+    "$((n_mig + exp_parent_skipped + to_new)) $((n_skip - exp_parent_skipped - to_new))" \
+    "$(cp_field "$RT" note rows_migrated) $(cp_field "$RT" note rows_skipped)"
+assert_eq "the old skip rows are kept, resolved as migrated by the retry run" "$((exp_rejected + exp_parent_skipped + to_new))" \
+    "$(q "$RT" "SELECT count(*) FROM edumig.skips s JOIN edumig.runs r ON r.run_id = s.resolved_by_run WHERE r.command = 'retry' AND s.resolution = 'migrated'")"
+assert_eq "skips of rows still without a parent stay open" "$((n_skip - exp_parent_skipped - to_new))" \
+    "$(q "$RT" "SELECT count(DISTINCT old_key) FROM edumig.skips WHERE entity = 'note' AND severity = 'error' AND resolved_at IS NULL")"
+assert_exit "verify exits 0 after the retry (accounting still exact)" 0 edumig2 "$RT" verify
+assert_exit "a second retry finds nothing more to move and exits 0" 0 edumig2 "$RT" retry --phase 1
+assert_eq "... and changes no counts" "$((p_mig + 1 + exp_rejected)) $((n_mig + exp_parent_skipped + to_new))" \
+    "$(cp_field "$RT" person rows_migrated) $(cp_field "$RT" note rows_migrated)"
+
 # --- rollback ---------------------------------------------------------------------------
 new_db R1 r1 "$T1"
 assert_exit "rollback --phase 2 exits 0" 0 edumig "$R1" rollback --phase 2
