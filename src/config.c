@@ -1002,6 +1002,10 @@ static char cfg_hash_text[17];
 
 static void config_bind(Config *cfg);
 
+/* Mapping files that failed to parse: their entities are unknown, so phases naming an
+ * unknown entity are not reported on top (the real error is already printed). */
+static int broken_mapping_files;
+
 static void parse_phases(Ctx *c, json_object *root, Config *cfg)
 {
 	static const char *const keys[] = {"namespace", "description", "phases", NULL};
@@ -1061,7 +1065,8 @@ static void parse_phases(Ctx *c, json_object *root, Config *cfg)
 			const char *name = json_object_get_string(en);
 			int idx = config_find_entity(cfg, name);
 			if (idx < 0) {
-				cerr(c, pk, "unknown entity \"%s\" (no mapping file declares it)", name);
+				if (!broken_mapping_files)
+					cerr(c, pk, "unknown entity \"%s\" (no mapping file declares it)", name);
 				continue;
 			}
 			if (cfg->mappings[idx].phase) {
@@ -1218,6 +1223,7 @@ Config *config_load(const char *dir)
 	int errors = 0;
 	Config *cfg = znew(Config);
 	cfg->dir = xstrdup(dir);
+	broken_mapping_files = 0;
 	uint64_t h = 1469598103934665603ULL;
 
 	AUTOFREE char *mdir = xasprintf("%s/mappings", dir);
@@ -1255,6 +1261,8 @@ Config *config_load(const char *dir)
 			Ctx c = {.file = m->file, .pos = pos, .errors = &errors};
 			parse_mapping(&c, root, m);
 			h = fnv1a(h, text, strlen(text));
+		} else {
+			broken_mapping_files++;
 		}
 		cfg->n_mappings++;
 		json_object_put(root);
