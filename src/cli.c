@@ -48,6 +48,10 @@ static const Command commands[] = {
 	 "  --max-skips N|P%     stop once an entity has skipped more than N rows, or P% of the rows\n"
 	 "                       read (default: no limit); the batch in progress commits first\n"
 	 "  --bcrypt-cost N      override the bcrypt cost of the mappings (default: as mapped)\n"
+	 "  --retries N          transient target failures (lost connection, server restart, lock\n"
+	 "                       timeout, deadlock) retried per batch, waiting 1, 2, 4 ... 32 s\n"
+	 "                       (default: 5; 0 stops at the first); EDUMIG_LOCK_TIMEOUT_MS bounds\n"
+	 "                       each wait for a lock on the target (default: 10000)\n"
 	 "  --dry-run            transform and check everything in one transaction that is rolled back;\n"
 	 "                       print the projected counts per entity and reason, write the projected\n"
 	 "                       skip report (CSV) to the log directory; the target keeps nothing\n" COMMON_HELP,
@@ -166,7 +170,7 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
 }
 
 enum { OPT_CONFIG = 256, OPT_SOURCE, OPT_TARGET, OPT_LOG_DIR, OPT_PHASE, OPT_ALL, OPT_BATCH, OPT_MAX_SKIPS,
-       OPT_BCRYPT, OPT_JSON, OPT_FORCE, OPT_DRY_RUN, OPT_ENTITY, OPT_REASON };
+       OPT_BCRYPT, OPT_JSON, OPT_FORCE, OPT_DRY_RUN, OPT_ENTITY, OPT_REASON, OPT_RETRIES };
 
 /* Options of the report command. */
 enum { OPT_FORMAT = 512, OPT_OUT, OPT_SPLIT_BY, OPT_HTML_ROWS };
@@ -186,6 +190,7 @@ static const struct option long_opts[] = {
 	{"dry-run", no_argument, NULL, OPT_DRY_RUN},
 	{"entity", required_argument, NULL, OPT_ENTITY},
 	{"reason", required_argument, NULL, OPT_REASON},
+	{"retries", required_argument, NULL, OPT_RETRIES},
 	{"format", required_argument, NULL, OPT_FORMAT},
 	{"out", required_argument, NULL, OPT_OUT},
 	{"split-by", required_argument, NULL, OPT_SPLIT_BY},
@@ -215,6 +220,7 @@ static bool option_allowed(const Command *c, int opt)
 		return strcmp(c->name, "rollback") == 0;
 	case OPT_BATCH:
 	case OPT_BCRYPT:
+	case OPT_RETRIES:
 		return strcmp(c->name, "run") == 0 || strcmp(c->name, "retry") == 0;
 	case OPT_DRY_RUN:
 	case OPT_ALL:
@@ -232,6 +238,7 @@ static int run_command(const Command *c, int argc, char **argv)
 	EngineOptions o = {0};
 	o.config_dir = getenv("EDUMIG_CONFIG");
 	o.w.batch_size = 5000;
+	o.w.retries = 5;
 	int errors = 0;
 	bool help = false;
 	char *source = NULL, *target = NULL;
@@ -321,6 +328,14 @@ static int run_command(const Command *c, int argc, char **argv)
 			break;
 		case OPT_ENTITY:
 			o.entity = optarg;
+			break;
+		case OPT_RETRIES:
+			if (!parse_int(optarg, 0, 20, &v)) {
+				fprintf(stderr, "edumig %s: --retries takes a number from 0 to 20, not '%s'\n", c->name, optarg);
+				errors++;
+			} else {
+				o.w.retries = (int)v;
+			}
 			break;
 		case OPT_REASON:
 			o.reason = optarg;

@@ -4,6 +4,7 @@
 #include "edumig/pg.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "edumig/log.h"
@@ -32,8 +33,15 @@ static char *dup_field(const PGresult *r, int code)
 	return v ? xstrdup(v) : NULL;
 }
 
-static void fill_error(PgError *e, const PgConn *c, const PGresult *r)
+static void note_state(PgConn *c, const PGresult *r)
 {
+	const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	snprintf(c->last_sqlstate, sizeof c->last_sqlstate, "%s", st ? st : "08006");
+}
+
+static void fill_error(PgError *e, PgConn *c, const PGresult *r)
+{
+	note_state(c, r);
 	if (!e)
 		return;
 	pg_error_clear(e);
@@ -55,8 +63,9 @@ static void fill_error(PgError *e, const PgConn *c, const PGresult *r)
 	}
 }
 
-void pg_log_result(const PgConn *c, const PGresult *r, const char *what)
+void pg_log_result(PgConn *c, const PGresult *r, const char *what)
 {
+	note_state(c, r);
 	const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 	const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	const char *detail = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
@@ -70,6 +79,15 @@ void pg_log_result(const PgConn *c, const PGresult *r, const char *what)
 		log_error("[%s %d] Detail: %s", c->role, pid, detail);
 	if (ctx)
 		log_error("[%s %d] Context: %s", c->role, pid, ctx);
+}
+
+static bool session_setup(PgConn *c);
+
+static int atoi_checked(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	return (*end || v < 0 || v > 86400000) ? 10000 : (int)v;
 }
 
 bool pg_connect(PgConn *c, const char *conninfo, const char *role)
@@ -103,13 +121,29 @@ bool pg_connect(PgConn *c, const char *conninfo, const char *role)
 	}
 	snprintf(c->safe_name, sizeof c->safe_name, "%s@%s:%s/%s", PQuser(c->conn),
 		 PQhost(c->conn), PQport(c->conn), PQdb(c->conn));
+	const char *lt = getenv("EDUMIG_LOCK_TIMEOUT_MS");
+	c->lock_timeout_ms = lt ? atoi_checked(lt) : 10000;
+	return session_setup(c);
+}
+
+/* Session settings, applied on every (re)connection. */
+static bool session_setup(PgConn *c)
+{
 	/* A SQL_ASCII database holds bytes in no declared encoding: they are read raw and the
 	 * mappings' recode steps repair them. Any other source is converted to UTF-8 by the server. */
 	const char *senc = PQparameterStatus(c->conn, "server_encoding");
-	bool raw = strcmp(role, "SOURCE") == 0 && senc && strcmp(senc, "SQL_ASCII") == 0;
+	bool raw = strcmp(c->role, "SOURCE") == 0 && senc && strcmp(senc, "SQL_ASCII") == 0;
 	if (PQsetClientEncoding(c->conn, raw ? "SQL_ASCII" : "UTF8") != 0) {
-		log_error("[%s] cannot set the client encoding: %s", role, PQerrorMessage(c->conn));
+		log_error("[%s] cannot set the client encoding: %s", c->role, PQerrorMessage(c->conn));
 		return false;
+	}
+	/* The target waits a bounded time for locks, so a table locked by someone else turns
+	 * into a retry with backoff, not a silent hang. */
+	if (strcmp(c->role, "TARGET") == 0) {
+		char sql[64];
+		snprintf(sql, sizeof sql, "SET lock_timeout = %d", c->lock_timeout_ms);
+		PGresult *lr = PQexec(c->conn, sql);
+		PQclear(lr);
 	}
 	PGresult *r = PQexec(c->conn, "SET client_min_messages = warning; SET datestyle = 'ISO, YMD'; "
 				      "SET intervalstyle = 'postgres'; SET extra_float_digits = 3; SET TimeZone = 'UTC'");
@@ -118,6 +152,32 @@ bool pg_connect(PgConn *c, const char *conninfo, const char *role)
 		pg_log_result(c, r, "session setup");
 	PQclear(r);
 	return ok;
+}
+
+bool pg_reconnect(PgConn *c)
+{
+	PQreset(c->conn);
+	if (PQstatus(c->conn) != CONNECTION_OK) {
+		char buf[512];
+		snprintf(buf, sizeof buf, "%s", PQerrorMessage(c->conn));
+		for (char *p = buf; *p; p++)
+			if (*p == '\n')
+				*p = ' ';
+		log_warn("[%s] reconnecting to %s failed: %s", c->role, c->safe_name, buf);
+		return false;
+	}
+	log_info("[%s] reconnected to %s", c->role, c->safe_name);
+	return session_setup(c);
+}
+
+bool pg_failure_transient(const PgConn *c)
+{
+	if (!c->conn || PQstatus(c->conn) != CONNECTION_OK)
+		return true;
+	const char *s = c->last_sqlstate;
+	return strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 ||
+	       strcmp(s, "57P03") == 0 || strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0 ||
+	       strcmp(s, "55P03") == 0;
 }
 
 void pg_close(PgConn *c)

@@ -314,7 +314,7 @@ static bool write_skips(Sink *s, Batch *b)
 	return ok;
 }
 
-bool sink_write_batch(Sink *s, Batch *b, Checkpoint *cp)
+static bool write_attempt(Sink *s, Batch *b, Checkpoint *cp)
 {
 	testhook_point("batch_begin");
 	if (!tx_begin(s))
@@ -377,6 +377,36 @@ bool sink_write_batch(Sink *s, Batch *b, Checkpoint *cp)
 	if (s->log.len)
 		log_jsonl_write_block(s->log.data, s->log.len);
 	return true;
+}
+
+/* Puts the batch back as it was before an attempt: bisection marks and its issues go. */
+static void undo_attempt(Batch *b, size_t n_issues)
+{
+	for (size_t k = n_issues; k < b->n_issues; k++) {
+		issue_clear(&b->issues[k]);
+		free(b->issue_keys[k]);
+	}
+	b->n_issues = n_issues;
+	for (size_t i = 0; i < b->n_rows; i++)
+		b->rows[i].rejected = false;
+}
+
+bool sink_write_batch(Sink *s, Batch *b, Checkpoint *cp)
+{
+	size_t n_issues = b->n_issues;
+	/* The checkpoint advances on a copy: a failed attempt must leave it as it was. */
+	Checkpoint next = *cp;
+	next.filtered = xcalloc(cp->n_filters ? cp->n_filters : 1, sizeof *next.filtered);
+	memcpy(next.filtered, cp->filtered, cp->n_filters * sizeof *next.filtered);
+	bool ok = write_attempt(s, b, &next);
+	if (ok) {
+		free(cp->filtered);
+		*cp = next;
+	} else {
+		free(next.filtered);
+		undo_attempt(b, n_issues);
+	}
+	return ok;
 }
 
 /* Runs one statement of the deferred pass with the pass's parameters; false after logging. */

@@ -110,11 +110,52 @@ static void progress(Loop *l, bool force)
 static bool over_threshold(const Loop *l);
 static void stop_message(Loop *l);
 
+/*
+ * Writes the batch, retrying transient failures with exponential backoff (1, 2, 4 ... s,
+ * at most o->retries times). After a lost connection it reconnects, takes the phase's lock
+ * again, and reads the checkpoint back: if the interrupted COMMIT landed, the batch is done.
+ */
+static bool write_batch(Loop *l)
+{
+	int64_t batches = l->cp.batches;
+	for (int attempt = 0;; attempt++) {
+		if (sink_write_batch(&l->sink, &l->b, &l->cp))
+			return true;
+		if (!pg_failure_transient(l->tgt) || attempt >= l->o->retries) {
+			if (attempt >= l->o->retries && pg_failure_transient(l->tgt))
+				log_error("%s: giving up after %d retries; run again to resume after the last committed batch",
+					  l->m->entity, attempt);
+			return false;
+		}
+		unsigned wait = 1u << (attempt < 5 ? attempt : 5);
+		log_warn("%s: the target failed transiently ([%s]); retry %d of %d in %us", l->m->entity,
+			 l->tgt->last_sqlstate, attempt + 1, l->o->retries, wait);
+		sleep(wait);
+		if (PQstatus(l->tgt->conn) != CONNECTION_OK) {
+			if (!pg_reconnect(l->tgt))
+				continue;
+			if (!control_lock_phase(l->tgt, l->m->phase))
+				return false;
+			Checkpoint now;
+			if (!checkpoint_load(l->tgt, l->m, 0, &now))
+				continue;
+			if (now.batches > batches) {
+				/* The COMMIT went through before the connection broke. */
+				log_info("%s: the interrupted batch had committed", l->m->entity);
+				checkpoint_free(&l->cp);
+				l->cp = now;
+				return true;
+			}
+			checkpoint_free(&now);
+		}
+	}
+}
+
 /* Commits the batch. Returns 1 committed, 0 failed, 2 committed but --max-skips exceeded. */
 static int flush(Loop *l)
 {
 	l->cp.seconds = l->secs_before + (now_s() - l->t0);
-	if (!sink_write_batch(&l->sink, &l->b, &l->cp))
+	if (!write_batch(l))
 		return 0;
 	batch_reset(&l->b);
 	progress(l, false);
@@ -354,7 +395,7 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 	if (st == 1 && appended) {
 		if (l.b.read > 0) {
 			l.cp.seconds = l.secs_before + (now_s() - l.t0);
-			if (!sink_write_batch(&l.sink, &l.b, &l.cp))
+			if (!write_batch(&l))
 				goto out;
 			log_info("%s: %" PRId64 " rows added since the last run read", l.m->entity, l.read_this_run);
 		}
@@ -365,8 +406,13 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 	}
 	if (st == 1)
 		st = stream(&l, true, unique);
-	if (st == 0)
+	if (st == 0) {
+		if (PQstatus(src->conn) != CONNECTION_OK)
+			log_error("%s: the source connection was lost; nothing after the last committed batch (key %s) "
+				  "was kept: run the phase again to resume there",
+				  l.m->entity, l.cp.has_last_key ? l.cp.last_key : "none yet");
 		goto out;
+	}
 	if (st == 2) {
 		res = WORK_STOPPED;
 		goto out;
@@ -376,7 +422,7 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 	l.cp.streamed = true;
 	l.cp.done = !deferred;
 	l.cp.seconds = l.secs_before + (now_s() - l.t0);
-	if (!sink_write_batch(&l.sink, &l.b, &l.cp))
+	if (!write_batch(&l))
 		goto out;
 	batch_reset(&l.b);
 	if (deferred && !sink_finish_deferred(&l.sink, &l.cp))

@@ -16,6 +16,8 @@ typedef struct PgConn {
 	PGconn *conn;
 	const char *role;          /* "SOURCE" or "TARGET", for messages */
 	char safe_name[256];       /* user@host:port/db, never the password */
+	char last_sqlstate[6];     /* of the last failure seen on this connection */
+	int lock_timeout_ms;       /* target: how long a statement waits for a lock (0: forever) */
 } PgConn;
 
 /* What the server said when a statement failed. Free with pg_error_clear(). */
@@ -38,6 +40,11 @@ bool pg_error_is_data(const PgError *e);
  * Logs a clear message that never contains the password on failure.
  */
 bool pg_connect(PgConn *c, const char *conninfo, const char *role);
+/* Re-establishes a lost connection with the same parameters and session settings. */
+bool pg_reconnect(PgConn *c);
+/* True when the last failure may pass if tried again: connection lost, server shutting
+ * down or restarting, lock timeout, deadlock, serialization failure. */
+bool pg_failure_transient(const PgConn *c);
 void pg_close(PgConn *c);
 bool pg_ok(const PgConn *c);
 
@@ -73,6 +80,6 @@ char *pg_ident(PgConn *c, const char *name);
 char *pg_qualified(PgConn *c, const char *schema, const char *table);
 
 /* Logs a failed result as [ROLE pid] [SQLSTATE] message, plus detail and context. */
-void pg_log_result(const PgConn *c, const PGresult *r, const char *what);
+void pg_log_result(PgConn *c, const PGresult *r, const char *what);
 
 #endif /* EDUMIG_PG_H */

@@ -16,6 +16,7 @@ typedef struct WorkerOptions {
 	bool max_skips_pct;       /* max_skips is a percentage of rows read */
 	double max_skips;
 	bool dry_run;             /* batches are savepoints of one transaction rolled back at the end */
+	int retries;              /* transient target failures retried per batch, with backoff */
 } WorkerOptions;
 
 typedef enum WorkResult {
