@@ -23,8 +23,10 @@ void batch_reset(Batch *b)
 		free(b->issue_keys[i]);
 	}
 	b->n_issues = 0;
-	for (size_t i = 0; i < b->n_stubs; i++)
+	for (size_t i = 0; i < b->n_stubs; i++) {
 		free(b->stubs[i].line);
+		free(b->stubs[i].error);
+	}
 	b->n_stubs = 0;
 	b->n_deferred = 0;
 	b->read = b->skipped = b->filtered_total = 0;

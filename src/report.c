@@ -76,11 +76,11 @@ static const char *const row_column_exprs[] = {
 };
 
 /*
- * The common head of every query. Filters come from session settings (COPY takes no
- * parameters): edumig.report_phase/_entity/_reason ('' = any), and edumig.report_entities,
- * the configuration's entities in phase order, one per line, for the row order.
+ * The common head of every query (head_sql puts it together):
  *
- *   sel   the unresolved skip records the report is about (filters applied)
+ *   sel   the unresolved skip records the report is about: SEL_SQL plus the filters, which
+ *         are pasted as quoted literals (COPY takes no parameters, and a filter hidden behind
+ *         current_setting() leaves the planner guessing one row, and nested loops over 10^5)
  *   err   every row (entity, key) with an unresolved error skip, and its reasons: the nodes
  *         a cascade can pass through (not filtered: ancestors may be of any entity/phase)
  *   link  for such a row, its first error record whose cause is itself such a row
@@ -88,12 +88,9 @@ static const char *const row_column_exprs[] = {
  *         from the root down (path) and their keys; built from the roots downwards, so every
  *         row is reached once and a cycle of causes (which has no top) is never entered
  */
-static const char REPORT_HEAD_SQL[] =
-	"WITH RECURSIVE sel AS ("
-	" SELECT s.* FROM edumig.skips s WHERE s.resolved_at IS NULL"
-	" AND (current_setting('edumig.report_phase') = '' OR s.phase::text = current_setting('edumig.report_phase'))"
-	" AND (current_setting('edumig.report_entity') = '' OR s.entity = current_setting('edumig.report_entity'))"
-	" AND (current_setting('edumig.report_reason') = '' OR s.reason = current_setting('edumig.report_reason'))),"
+static const char SEL_SQL[] = "WITH RECURSIVE sel AS (SELECT s.* FROM edumig.skips s WHERE s.resolved_at IS NULL";
+
+static const char CHAIN_SQL[] =
 	" err AS ("
 	" SELECT entity, old_key, string_agg(DISTINCT reason COLLATE \"C\", ', ' ORDER BY reason COLLATE \"C\") AS reasons"
 	" FROM edumig.skips"
@@ -110,12 +107,10 @@ static const char REPORT_HEAD_SQL[] =
 	" WHERE NOT EXISTS (SELECT 1 FROM link p WHERE p.entity = l.cause_entity AND p.old_key = l.cause_key)"
 	" UNION ALL"
 	" SELECT l.entity, l.old_key, d.root_entity, d.root_key, d.path || l.entity, d.keys || l.old_key, d.depth + 1"
-	" FROM down d JOIN link l ON l.cause_entity = d.entity AND l.cause_key = d.old_key WHERE d.depth < 1000),"
-	" ord AS (SELECT e, i FROM unnest(string_to_array(current_setting('edumig.report_entities'), E'\\n'))"
-	" WITH ORDINALITY AS o(e, i))";
+	" FROM down d JOIN link l ON l.cause_entity = d.entity AND l.cause_key = d.old_key WHERE d.depth < 1000)";
 
 /*
- * The detailed rows ("r"), after REPORT_HEAD_SQL and the owners CTE ("own"). A record's root
+ * The detailed rows ("r"), after the head and the owners CTE ("own"). A record's root
  * cause is the top of its cause's chain, or its cause itself when that has no skipped parent.
  */
 static const char ROWS_CTE_SQL[] =
@@ -165,6 +160,7 @@ typedef struct Report {
 	size_t n_st;
 	PGresult *reasons;
 	PGresult *cascades;
+	char *head_sql;           /* WITH RECURSIVE sel, err, link, down, ord */
 	char *own_sql;            /* ", own AS (...)" */
 	int html_rows;
 	int64_t rows_written;
@@ -391,27 +387,39 @@ static char *owners_sql(Report *r)
 	return sb_steal(&b);
 }
 
-static bool set_filters(Report *r)
+/* sel (with the filters), the cascade CTEs, and ord(e, i): the entities in phase order. */
+static char *head_sql(Report *r)
 {
 	const EngineOptions *o = r->o;
-	char ph[16] = "";
+	StrBuf b = {0};
+	sb_puts(&b, SEL_SQL);
 	if (o->phase > 0)
-		snprintf(ph, sizeof ph, "%d", o->phase);
-	StrBuf ents = {0};
-	for (size_t i = 0; i < r->n_st; i++)
-		sb_printf(&ents, "%s%s", i ? "\n" : "", r->st[i].m->entity);
-	bool ok = pg_set_setting(&r->t, "edumig.report_phase", ph) &&
-		  pg_set_setting(&r->t, "edumig.report_entity", o->entity ? o->entity : "") &&
-		  pg_set_setting(&r->t, "edumig.report_reason", o->reason ? o->reason : "") &&
-		  pg_set_setting(&r->t, "edumig.report_entities", sb_str(&ents));
-	sb_free(&ents);
-	return ok;
+		sb_printf(&b, " AND s.phase = %d", o->phase);
+	if (o->entity) {
+		AUTOFREE char *l = literal(&r->t, o->entity);
+		sb_printf(&b, " AND s.entity = %s", l);
+	}
+	if (o->reason) {
+		AUTOFREE char *l = literal(&r->t, o->reason);
+		sb_printf(&b, " AND s.reason = %s", l);
+	}
+	sb_puts(&b, "),");
+	sb_puts(&b, CHAIN_SQL);
+	sb_puts(&b, ", ord (e, i) AS (VALUES ");
+	for (size_t i = 0; i < r->n_st; i++) {
+		AUTOFREE char *l = literal(&r->t, r->st[i].m->entity);
+		sb_printf(&b, "%s(%s, %zu)", i ? ", " : "", l, i + 1);
+	}
+	if (!r->n_st)
+		sb_puts(&b, "(NULL::text, 0)");
+	sb_puts(&b, ")");
+	return sb_steal(&b);
 }
 
 static PGresult *query_aggregate(Report *r, const char *tail)
 {
 	StrBuf q = {0};
-	sb_puts(&q, REPORT_HEAD_SQL);
+	sb_puts(&q, r->head_sql);
 	sb_puts(&q, tail);
 	PGresult *res = pg_query(&r->t, sb_str(&q), 0, NULL);
 	sb_free(&q);
@@ -424,7 +432,7 @@ static char *rows_copy_sql(Report *r, bool split, int cap)
 {
 	StrBuf q = {0};
 	sb_puts(&q, "COPY (");
-	sb_puts(&q, REPORT_HEAD_SQL);
+	sb_puts(&q, r->head_sql);
 	sb_puts(&q, r->own_sql);
 	sb_puts(&q, ROWS_CTE_SQL);
 	sb_puts(&q, " SELECT ");
@@ -456,6 +464,7 @@ static bool stream_rows(Report *r, bool split, int cap, RowFn fn, void *ctx)
 	if (!r->control)
 		return true;
 	AUTOFREE char *sql = rows_copy_sql(r, split, cap);
+	log_debug("report: %s", sql);
 	if (!pg_copy_out_start(&r->t, sql))
 		return false;
 	char *row;
@@ -1460,8 +1469,7 @@ int engine_report(const EngineOptions *o)
 				r.st[k].m = &r.cfg->mappings[r.cfg->phases[p].entities[e]];
 				checkpoint_init(&r.st[k].cp, r.st[k].m->n_filters);
 			}
-	if (!set_filters(&r))
-		goto out;
+	r.head_sql = head_sql(&r);
 	r.own_sql = owners_sql(&r);
 	if (!r.control)
 		log_warn("the target has no edumig control schema: nothing has run yet, the report is empty");
@@ -1502,6 +1510,7 @@ out:
 	PQclear(r.reasons);
 	PQclear(r.cascades);
 	free(r.own_sql);
+	free(r.head_sql);
 	status_free(r.st, r.n_st);
 	free(r.st);
 	if (r.have_s)

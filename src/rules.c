@@ -217,6 +217,7 @@ static void make_stub(RuleCtx *rc, const ColumnRule *r, const Key *key, const ch
 	sb_putc(&line, '\n');
 	b->stubs = xgrow(b->stubs, &b->cap_stubs, b->n_stubs + 1, sizeof *b->stubs);
 	Stub *s = &b->stubs[b->n_stubs++];
+	memset(s, 0, sizeof *s);
 	s->rule = r;
 	s->entity = r->ref_entity_index;
 	s->key = *key;
@@ -244,7 +245,8 @@ static int resolve_ref(RuleCtx *rc, const ColumnRule *r, const RowInput *in, Bat
 			sb_printf(&what, "%s%s is NULL", what.len ? ", " : "", r->ref_from[i]);
 		} else if (!key_int(v, &k.v[i])) {
 			bad = true;
-			sb_printf(&what, "%s%s '%s' is not an integer key", what.len ? ", " : "", r->ref_from[i], v);
+			sb_printf(&what, "%s%s '%.80s%s' is not an integer key", what.len ? ", " : "", r->ref_from[i], v,
+				  strlen(v) > 80 ? "..." : "");
 		}
 	}
 	k.n = (uint8_t)r->n_ref_from;
@@ -266,6 +268,11 @@ static int resolve_ref(RuleCtx *rc, const ColumnRule *r, const RowInput *in, Bat
 			sb_free(&what);
 			return 1;
 		}
+	}
+	/* A NULL reference that may stay NULL is no change: nothing to report. */
+	if (is_null && !bad && r->on_missing == POLICY_NULL) {
+		sb_free(&what);
+		return 0;
 	}
 	/* Unresolved: NULL key, malformed key, parent skipped, or parent absent. */
 	SkipReason reason = found ? REASON_PARENT_SKIPPED : REASON_MISSING_REFERENCE;
@@ -367,7 +374,8 @@ static bool put_json_value(RuleCtx *rc, StrBuf *j, JsonType type, const TxValue 
 		if (!json_number_ok(v->data, v->len)) {
 			Issue *i = add_issue(rc, b, in, row, "not_a_number", SEV_WARNING, column);
 			i->detail = sensitive ? xasprintf("field \"%s\" is not a number; stored as a string", key)
-					      : xasprintf("field \"%s\": '%s' is not a number; stored as a string", key, v->data);
+					      : xasprintf("field \"%s\": '%.80s%s' is not a number; stored as a string", key, v->data,
+							  v->len > 80 ? "..." : "");
 			json_put_string(j, v->data, v->len);
 		} else {
 			sb_put(j, v->data, v->len);
@@ -383,7 +391,8 @@ static bool put_json_value(RuleCtx *rc, StrBuf *j, JsonType type, const TxValue 
 		else {
 			Issue *i = add_issue(rc, b, in, row, "not_a_boolean", SEV_WARNING, column);
 			i->detail = sensitive ? xasprintf("field \"%s\" is not a boolean; stored as a string", key)
-					      : xasprintf("field \"%s\": '%s' is not a boolean; stored as a string", key, s);
+					      : xasprintf("field \"%s\": '%.80s%s' is not a boolean; stored as a string", key, s,
+							  v->len > 80 ? "..." : "");
 			json_put_string(j, v->data, v->len);
 		}
 		return true;
@@ -602,8 +611,8 @@ bool rules_apply(RuleCtx *rc, const RowInput *in, Batch *b)
 						if (v && !key_int(v, &rk.v[k])) {
 							Issue *i = add_issue(rc, b, in, row, skip_reason_code(REASON_MISSING_REFERENCE),
 									     SEV_WARNING, r->name);
-							i->detail = xasprintf("%s '%s' is not an integer key; stored as NULL (on_missing: null)",
-									      r->ref_from[k], v);
+							i->detail = xasprintf("%s '%.80s%s' is not an integer key; stored as NULL (on_missing: null)",
+									      r->ref_from[k], v, strlen(v) > 80 ? "..." : "");
 						}
 					}
 				}

@@ -85,7 +85,81 @@ static bool copy_data(Sink *s, const char *sql, const char *data, size_t len, Pg
 	return pg_copy_in_end(s->t, err);
 }
 
-/* Writes the placeholder parents the batch created, grouped by the rule that made them. */
+/* The COPY statement for placeholders made by @r (the parent's id column, then the stub's). */
+static char *stub_copy_sql(Sink *s, const ColumnRule *r)
+{
+	const Mapping *pm = &s->cfg->mappings[r->ref_entity_index];
+	const char **cols = xcalloc(r->n_stub_cols + 1, sizeof *cols);
+	cols[0] = pm->id_column;
+	for (size_t c = 0; c < r->n_stub_cols; c++)
+		cols[c + 1] = r->stub_cols[c].name;
+	char *sql = copy_sql(s->t, pm->target_schema, pm->target_table, cols, r->n_stub_cols + 1);
+	free(cols);
+	return sql;
+}
+
+/* The server's DETAIL may quote a whole row ("Failing row contains (...)") or key values:
+ * for mappings with sensitive columns only what names no value survives. */
+static char *safe_detail(const Sink *s, const PgError *err)
+{
+	if (!err->detail)
+		return xstrdup(err->message);
+	if (s->m->sensitive_any && (strstr(err->detail, "Failing row contains") || strncmp(err->detail, "Key (", 5) == 0))
+		return xasprintf("%s (details withheld: the mapping has sensitive columns)", err->message);
+	return xasprintf("%s: %s", err->message, err->detail);
+}
+
+/* Tries one COPY in a savepoint; true when it went in. *fatal is set when the failure is
+ * not the data's fault. */
+static bool copy_in_savepoint(Sink *s, const char *sql, const char *data, size_t len, PgError *err, bool *fatal)
+{
+	*fatal = false;
+	if (!pg_exec(s->t, "SAVEPOINT edumig_rows", NULL)) {
+		*fatal = true;
+		return false;
+	}
+	if (copy_data(s, sql, data, len, err)) {
+		if (!pg_exec(s->t, "RELEASE SAVEPOINT edumig_rows", NULL))
+			*fatal = true;
+		return !*fatal;
+	}
+	if (!pg_exec(s->t, "ROLLBACK TO SAVEPOINT edumig_rows", NULL) ||
+	    !pg_exec(s->t, "RELEASE SAVEPOINT edumig_rows", NULL) || !pg_error_is_data(err)) {
+		if (!pg_error_is_data(err))
+			log_error("[TARGET] [%s] %s: %s", err->sqlstate, s->m->entity, err->message);
+		*fatal = true;
+	}
+	return false;
+}
+
+static Issue *reject_row(Sink *s, Batch *b, size_t row)
+{
+	BatchRow *br = &b->rows[row];
+	br->rejected = true;
+	char kt[KEY_TEXT_MAX];
+	key_format(&br->key, kt);
+	Issue *i = batch_add_issue(b, kt, (int)row);
+	i->reason = skip_reason_code(REASON_TARGET_REJECTED);
+	i->severity = SEV_ERROR;
+	if (br->owner[0]) {
+		i->owner_entity = s->m->owner_entity;
+		i->owner_key = xstrdup(br->owner);
+	}
+	return i;
+}
+
+/* Rows of the batch whose line carries the placeholder's UUID (they refer to it). */
+static bool row_uses(const Batch *b, size_t row, const char *uuid_text)
+{
+	const BatchRow *r = &b->rows[row];
+	return r->len && memmem(b->lines.data + r->off, r->len, uuid_text, 36) != NULL;
+}
+
+/*
+ * Writes the placeholder parents the batch created. A group the target refuses is retried
+ * one placeholder at a time; a refused placeholder takes the rows that needed it with it
+ * (rejected with the reason), the others land. false = a failure that is not the data's.
+ */
 static bool write_stubs(Sink *s, Batch *b)
 {
 	for (size_t i = 0; i < b->n_stubs; i++) {
@@ -96,62 +170,100 @@ static bool write_stubs(Sink *s, Batch *b)
 				first = false;
 		if (!first)
 			continue;
-		const Mapping *pm = &s->cfg->mappings[b->stubs[i].entity];
-		const char **cols = xcalloc(r->n_stub_cols + 1, sizeof *cols);
-		cols[0] = pm->id_column;
-		for (size_t c = 0; c < r->n_stub_cols; c++)
-			cols[c + 1] = r->stub_cols[c].name;
-		AUTOFREE char *sql = copy_sql(s->t, pm->target_schema, pm->target_table, cols, r->n_stub_cols + 1);
-		free(cols);
+		AUTOFREE char *sql = stub_copy_sql(s, r);
 		sb_reset(&s->buf);
 		for (size_t k = i; k < b->n_stubs; k++)
 			if (b->stubs[k].rule == r)
 				sb_puts(&s->buf, b->stubs[k].line);
 		PgError err = {0};
-		if (!copy_data(s, sql, s->buf.data, s->buf.len, &err)) {
-			log_error("%s: cannot create placeholder %s rows (rule %s of %s): [%s] %s%s%s", s->m->entity,
-				  pm->entity, r->path, s->m->file, err.sqlstate, err.message,
-				  err.detail ? " — " : "", err.detail ? err.detail : "");
+		bool fatal;
+		if (copy_in_savepoint(s, sql, s->buf.data, s->buf.len, &err, &fatal)) {
 			pg_error_clear(&err);
+			continue;
+		}
+		pg_error_clear(&err);
+		if (fatal)
 			return false;
+		for (size_t k = i; k < b->n_stubs; k++) {
+			Stub *st = &b->stubs[k];
+			if (st->rule != r)
+				continue;
+			if (copy_in_savepoint(s, sql, st->line, strlen(st->line), &err, &fatal)) {
+				pg_error_clear(&err);
+				continue;
+			}
+			if (fatal) {
+				pg_error_clear(&err);
+				return false;
+			}
+			st->rejected = true;
+			snprintf(st->sqlstate, sizeof st->sqlstate, "%s", err.sqlstate);
+			st->error = err.detail ? xasprintf("%s: %s", err.message, err.detail) : xstrdup(err.message);
+			if (err.constraint) {
+				char *e = xasprintf("%s (constraint %s)", st->error, err.constraint);
+				free(st->error);
+				st->error = e;
+			}
+			pg_error_clear(&err);
+			char ut[37], kt[KEY_TEXT_MAX];
+			uuid_unparse_lower(st->uuid, ut);
+			key_format(&st->key, kt);
+			const Mapping *pm = &s->cfg->mappings[st->entity];
+			for (size_t row = 0; row < b->n_rows; row++) {
+				if (b->rows[row].rejected || !row_uses(b, row, ut))
+					continue;
+				Issue *is = reject_row(s, b, row);
+				is->column = r->name;
+				is->sqlstate = xstrdup(st->sqlstate);
+				is->detail = xasprintf("the placeholder %s %s it needs was rejected: %s", pm->entity, kt, st->error);
+				is->cause_entity = pm->entity;
+				is->cause_key = xstrdup(kt);
+			}
 		}
 	}
 	return true;
 }
 
 /* Sends rows [lo, hi) in one COPY inside a savepoint; on a data error splits the range
- * until single rows are left, which are marked rejected. false = not the rows' fault. */
+ * until single rows are left, which are marked rejected. Rows rejected already (their
+ * placeholder was refused) are left out. false = not the rows' fault. */
 static bool copy_range(Sink *s, Batch *b, size_t lo, size_t hi)
 {
 	size_t start = b->rows[lo].off;
 	size_t end = b->rows[hi - 1].off + b->rows[hi - 1].len;
-	if (end == start)
+	const char *data = b->lines.data + start;
+	size_t len = end - start;
+	StrBuf sel = {0};
+	bool gaps = false;
+	for (size_t i = lo; i < hi && !gaps; i++)
+		gaps = b->rows[i].rejected;
+	if (gaps) {
+		for (size_t i = lo; i < hi; i++)
+			if (!b->rows[i].rejected)
+				sb_put(&sel, b->lines.data + b->rows[i].off, b->rows[i].len);
+		data = sel.data;
+		len = sel.len;
+	}
+	if (len == 0) {
+		sb_free(&sel);
 		return true;
-	if (!pg_exec(s->t, "SAVEPOINT edumig_rows", NULL))
-		return false;
+	}
 	PgError err = {0};
-	if (copy_data(s, s->copy_rows, b->lines.data + start, end - start, &err))
-		return pg_exec(s->t, "RELEASE SAVEPOINT edumig_rows", NULL);
-	if (!pg_exec(s->t, "ROLLBACK TO SAVEPOINT edumig_rows", NULL) ||
-	    !pg_exec(s->t, "RELEASE SAVEPOINT edumig_rows", NULL)) {
+	bool fatal;
+	bool in = copy_in_savepoint(s, s->copy_rows, data, len, &err, &fatal);
+	sb_free(&sel);
+	if (in || fatal) {
 		pg_error_clear(&err);
-		return false;
+		return in;
 	}
-	if (!pg_error_is_data(&err)) {
-		log_error("[TARGET] [%s] %s: writing %s rows: %s", err.sqlstate, s->m->entity, s->m->target_table,
-			  err.message);
-		pg_error_clear(&err);
-		return false;
-	}
-	if (hi - lo == 1) {
-		BatchRow *br = &b->rows[lo];
-		br->rejected = true;
-		char kt[KEY_TEXT_MAX];
-		key_format(&br->key, kt);
-		Issue *i = batch_add_issue(b, kt, (int)lo);
-		i->reason = skip_reason_code(REASON_TARGET_REJECTED);
-		i->severity = SEV_ERROR;
-		i->column = NULL;
+	size_t live = 0, only = lo;
+	for (size_t i = lo; i < hi; i++)
+		if (!b->rows[i].rejected && b->rows[i].len) {
+			live++;
+			only = i;
+		}
+	if (live == 1) {
+		Issue *i = reject_row(s, b, only);
 		if (err.column) {
 			/* Point at the mapping's own column name when the server names one. */
 			for (size_t c = 0; c < s->m->n_cols; c++)
@@ -160,17 +272,44 @@ static bool copy_range(Sink *s, Batch *b, size_t lo, size_t hi)
 		}
 		i->sqlstate = xstrdup(err.sqlstate);
 		i->constraint_name = err.constraint ? xstrdup(err.constraint) : NULL;
-		i->detail = err.detail ? xasprintf("%s: %s", err.message, err.detail) : xstrdup(err.message);
-		if (br->owner[0]) {
-			i->owner_entity = s->m->owner_entity;
-			i->owner_key = xstrdup(br->owner);
-		}
+		i->detail = safe_detail(s, &err);
 		pg_error_clear(&err);
 		return true;
 	}
 	pg_error_clear(&err);
 	size_t mid = lo + (hi - lo) / 2;
 	return copy_range(s, b, lo, mid) && copy_range(s, b, mid, hi);
+}
+
+/*
+ * A placeholder made for this batch whose rows were all refused is removed again: nothing
+ * would refer to it. Its parent set entry is turned back, so a later row recreates it.
+ */
+static bool drop_unused_stubs(Sink *s, Batch *b, IdSet **sets)
+{
+	for (size_t k = 0; k < b->n_stubs; k++) {
+		Stub *st = &b->stubs[k];
+		if (st->rejected)
+			continue;
+		char ut[37];
+		uuid_unparse_lower(st->uuid, ut);
+		bool used = false;
+		for (size_t row = 0; row < b->n_rows && !used; row++)
+			used = !b->rows[row].rejected && row_uses(b, row, ut);
+		if (used)
+			continue;
+		const Mapping *pm = &s->cfg->mappings[st->entity];
+		AUTOFREE char *qt = pg_qualified(s->t, pm->target_schema, pm->target_table);
+		AUTOFREE char *qid = pg_ident(s->t, pm->id_column);
+		AUTOFREE char *sql = xasprintf("DELETE FROM %s WHERE %s = $1::uuid", qt, qid);
+		const char *p[] = {ut};
+		if (!pg_exec_params(s->t, sql, 1, p, NULL))
+			return false;
+		st->dropped = true;
+		if (sets && sets[st->entity])
+			idset_put(sets[st->entity], &st->key, st->uuid, ID_SKIPPED);
+	}
+	return true;
 }
 
 static void idmap_line(StrBuf *o, const char *entity, const Key *k, const unsigned char uuid[16], IdKind kind,
@@ -199,6 +338,8 @@ static bool write_idmap(Sink *s, Batch *b)
 {
 	sb_reset(&s->buf);
 	for (size_t i = 0; i < b->n_stubs; i++) {
+		if (b->stubs[i].rejected || b->stubs[i].dropped)
+			continue;
 		const Mapping *pm = &s->cfg->mappings[b->stubs[i].entity];
 		idmap_line(&s->buf, pm->entity, &b->stubs[i].key, b->stubs[i].uuid, ID_STUB, NULL, s->m->phase,
 			   s->run_id, NULL);
@@ -319,7 +460,8 @@ static bool write_attempt(Sink *s, Batch *b, Checkpoint *cp)
 	testhook_point("batch_begin");
 	if (!tx_begin(s))
 		return false;
-	bool ok = write_stubs(s, b) && (b->n_rows == 0 || copy_range(s, b, 0, b->n_rows));
+	bool ok = write_stubs(s, b) && (b->n_rows == 0 || copy_range(s, b, 0, b->n_rows)) &&
+		  drop_unused_stubs(s, b, s->sets);
 	testhook_point("batch_after_rows");
 	ok = ok && write_idmap(s, b) && write_deferred(s, b);
 	testhook_point("batch_after_idmap");
@@ -343,7 +485,9 @@ static bool write_attempt(Sink *s, Batch *b, Checkpoint *cp)
 		cp->warned += warned;
 		cp->merged += merged;
 		cp->skipped += b->skipped + rejected;
-		cp->stubs += (int64_t)b->n_stubs;
+		for (size_t k = 0; k < b->n_stubs; k++)
+			if (!b->stubs[k].rejected && !b->stubs[k].dropped)
+				cp->stubs++;
 		for (size_t f = 0; f < cp->n_filters && f < b->n_filters; f++)
 			cp->filtered[f] += b->filtered[f];
 		cp->batches++;
@@ -380,8 +524,16 @@ static bool write_attempt(Sink *s, Batch *b, Checkpoint *cp)
 }
 
 /* Puts the batch back as it was before an attempt: bisection marks and its issues go. */
-static void undo_attempt(Batch *b, size_t n_issues)
+static void undo_attempt(Batch *b, size_t n_issues, IdSet **sets)
 {
+	for (size_t k = 0; k < b->n_stubs; k++) {
+		Stub *st = &b->stubs[k];
+		if (st->dropped && sets && sets[st->entity])
+			idset_put(sets[st->entity], &st->key, st->uuid, ID_STUB);
+		st->rejected = st->dropped = false;
+		free(st->error);
+		st->error = NULL;
+	}
 	for (size_t k = n_issues; k < b->n_issues; k++) {
 		issue_clear(&b->issues[k]);
 		free(b->issue_keys[k]);
@@ -404,7 +556,7 @@ bool sink_write_batch(Sink *s, Batch *b, Checkpoint *cp)
 		*cp = next;
 	} else {
 		free(next.filtered);
-		undo_attempt(b, n_issues);
+		undo_attempt(b, n_issues, s->sets);
 	}
 	return ok;
 }

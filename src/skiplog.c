@@ -83,16 +83,35 @@ static const char *utf8_safe(const char *s, StrBuf *tmp)
 	return sb_str(tmp);
 }
 
+/* Skip-log text is for people: a value is cut at 2000 bytes (on a character boundary) with
+ * a note of its full length, so a multi-megabyte cell cannot swamp the log. */
+#define SKIP_TEXT_MAX 2000
+
+static const char *bounded(const char *v, StrBuf *tmp2)
+{
+	size_t n = strlen(v);
+	if (n <= SKIP_TEXT_MAX)
+		return v;
+	size_t cut = SKIP_TEXT_MAX;
+	while (cut > 0 && ((unsigned char)v[cut] & 0xC0) == 0x80)
+		cut--;
+	sb_reset(tmp2);
+	sb_put(tmp2, v, cut);
+	sb_printf(tmp2, "... (%zu bytes in all)", n);
+	return sb_str(tmp2);
+}
+
 static void put_opt(StrBuf *b, const char *s)
 {
 	if (!s) {
 		copytext_put(b, NULL, 0);
 		return;
 	}
-	StrBuf tmp = {0};
-	const char *v = utf8_safe(s, &tmp);
+	StrBuf tmp = {0}, tmp2 = {0};
+	const char *v = bounded(utf8_safe(s, &tmp), &tmp2);
 	copytext_put(b, v, strlen(v));
 	sb_free(&tmp);
+	sb_free(&tmp2);
 }
 
 void issue_copy_line(StrBuf *b, const Issue *i, int64_t run_id, int phase, const char *entity,
@@ -157,10 +176,11 @@ static void json_field(StrBuf *b, const char *key, const char *val, bool *first)
 	*first = false;
 	json_put_string(b, key, strlen(key));
 	sb_putc(b, ':');
-	StrBuf tmp = {0};
-	const char *v = utf8_safe(val, &tmp);
+	StrBuf tmp = {0}, tmp2 = {0};
+	const char *v = bounded(utf8_safe(val, &tmp), &tmp2);
 	json_put_string(b, v, strlen(v));
 	sb_free(&tmp);
+	sb_free(&tmp2);
 }
 
 void issue_json(StrBuf *b, const Issue *i, int64_t run_id, int phase, const char *entity,

@@ -178,6 +178,13 @@ static void add_null_key_row(Loop *l, const char *raw, size_t n)
 		sb_printf(&d, "%s%s", k ? ", " : "", l->m->key_cols[k]);
 	sb_puts(&d, ") is NULL");
 	i->detail = sb_steal(&d);
+	/* The row's own columns are the evidence: not the newline, nor the filter column
+	 * edumig adds at the end of the stream. */
+	while (n && raw[n - 1] == '\n')
+		n--;
+	const char *tab = memrchr(raw, '\t', n);
+	if (tab)
+		n = (size_t)(tab - raw);
 	if (!l->m->sensitive_any)
 		i->source_value = xstrndup(raw, n > 500 ? 500 : n);
 	l->b.skipped++;
@@ -368,6 +375,7 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 	batch_init(&l.b, l.m->n_filters);
 	sink_init(&l.sink, tgt, cfg, entity, 0, run_id);
 	l.sink.dry_run = o->dry_run;
+	l.sink.sets = l.sets;
 	bool unique = false;
 	if (!load_sets(&l) || !source_key_unique(src, l.m, &unique))
 		goto out;
@@ -614,6 +622,7 @@ WorkResult worker_retry_entity(PgConn *src, PgConn *tgt, const Config *cfg, int 
 	batch_init(&l.b, l.m->n_filters);
 	sink_init(&l.sink, tgt, cfg, entity, 0, run_id);
 	l.sink.dry_run = o->dry_run;
+	l.sink.sets = l.sets;
 	bool unique = false;
 	if (n == 0) {
 		res = WORK_OK;

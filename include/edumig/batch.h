@@ -34,6 +34,12 @@ typedef struct Stub {
 	Key key;
 	unsigned char uuid[16];
 	char *line;               /* COPY text line for the parent table */
+	/* Set while writing: the target refused it (its rows are rejected with it), or no row
+	 * of the batch that needed it landed (it is removed again). */
+	bool rejected;
+	bool dropped;
+	char *error;              /* why the target refused it */
+	char sqlstate[6];
 } Stub;
 
 /* A self-reference to resolve once the whole entity is in. */

@@ -11,6 +11,7 @@
 #include "edumig/batch.h"
 #include "edumig/config.h"
 #include "edumig/control.h"
+#include "edumig/idmap.h"
 #include "edumig/pg.h"
 
 typedef struct Sink {
@@ -28,6 +29,8 @@ typedef struct Sink {
 	/* Retry: the legacy keys the batch re-reads, as a text[] literal; their older skip rows
 	 * are marked resolved by this run in the batch's transaction. NULL outside retry. */
 	const char *resolve_keys;
+	/* The worker's id sets: placeholders removed again are taken out of their parent's set. */
+	IdSet **sets;
 } Sink;
 
 void sink_init(Sink *s, PgConn *t, const Config *cfg, int entity, int part, int64_t run_id);
