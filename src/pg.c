@@ -137,6 +137,12 @@ static bool session_setup(PgConn *c)
 		log_error("[%s] cannot set the client encoding: %s", c->role, PQerrorMessage(c->conn));
 		return false;
 	}
+	/* The source streams whole tables in key order: a larger sort memory keeps big sorts
+	 * off disk, and JIT compilation costs more than it saves on these one-off queries. */
+	if (strcmp(c->role, "SOURCE") == 0) {
+		PGresult *sr = PQexec(c->conn, "SET jit = off; SET work_mem = '128MB'");
+		PQclear(sr);
+	}
 	/* The target waits a bounded time for locks, so a table locked by someone else turns
 	 * into a retry with backoff, not a silent hang. */
 	if (strcmp(c->role, "TARGET") == 0) {

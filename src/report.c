@@ -5,7 +5,7 @@
  * Everything is read from the target in one READ ONLY REPEATABLE READ transaction. The
  * detailed rows come through one COPY (query) TO STDOUT and are written as they arrive;
  * only the small aggregates (reasons, cascades) are held as query results. Root causes
- * are worked out by the server with a recursive query over the error skips (ROOTS_SQL).
+ * are worked out by the server with a recursive query over the error skips (CHAIN_SQL).
  */
 #include "edumig/report.h"
 
@@ -35,7 +35,7 @@ typedef enum ReportFormat {
 	FMT_HTML,
 } ReportFormat;
 
-/* Columns of the detailed row stream: CSV header, JSON keys, and ROW_SELECT's order. */
+/* Columns of the detailed row stream: CSV header, JSON keys, and the COPY's SELECT list. */
 #define ROW_COLUMN_LIST(X) \
 	X(RC_ENTITY, "entity", "r.entity") \
 	X(RC_OLD_KEY, "old_key", "r.old_key") \
@@ -153,7 +153,9 @@ typedef struct Report {
 	ReportFormat fmt;
 	Config *cfg;
 	PgConn t;
+	PgConn t2;                /* second target session in t's snapshot (checkpoints) */
 	PgConn s;
+	bool busy;                /* the aggregates are in flight on t */
 	bool have_s;
 	bool control;
 	EntityStatus *st;         /* status_collect, all entities */
@@ -287,7 +289,16 @@ static void html_put(StrBuf *b, const char *s, size_t n)
 		case '>': sb_puts(b, "&gt;"); break;
 		case '"': sb_puts(b, "&quot;"); break;
 		case '\'': sb_puts(b, "&#39;"); break;
-		default: sb_putc(b, s[i]); break;
+		case '\t':
+		case '\n':
+		case '\r': sb_putc(b, s[i]); break;
+		default:
+			/* Other control characters are shown as their Unicode pictures (U+2400..). */
+			if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+				sb_printf(b, "&#x%X;", 0x2400 + ((unsigned char)s[i] == 0x7f ? 0x21 : (unsigned char)s[i]));
+			else
+				sb_putc(b, s[i]);
+			break;
 		}
 	}
 }
@@ -315,6 +326,14 @@ static void json_puts(StrBuf *b, const char *s)
 
 /* ---------------------------------------------------------------------------------- */
 /* Queries */
+
+static const char *conninfo(const char *given, const char *env)
+{
+	if (given && *given)
+		return given;
+	const char *e = getenv(env);
+	return e && *e ? e : NULL;
+}
 
 static char *literal(PgConn *c, const char *s)
 {
@@ -416,14 +435,58 @@ static char *head_sql(Report *r)
 	return sb_steal(&b);
 }
 
-static PGresult *query_aggregate(Report *r, const char *tail)
+/* Sends the reasons and cascades queries on t without waiting (aggregates_get collects). */
+static bool aggregates_send(Report *r)
 {
 	StrBuf q = {0};
 	sb_puts(&q, r->head_sql);
-	sb_puts(&q, tail);
-	PGresult *res = pg_query(&r->t, sb_str(&q), 0, NULL);
+	sb_puts(&q, REASONS_SQL);
+	sb_puts(&q, ";\n");
+	sb_puts(&q, r->head_sql);
+	sb_puts(&q, CASCADES_SQL);
+	bool ok = PQsendQuery(r->t.conn, sb_str(&q)) == 1;
 	sb_free(&q);
-	return res;
+	if (!ok)
+		log_error("[%s] cannot send the report's queries: %s", r->t.role, PQerrorMessage(r->t.conn));
+	r->busy = ok;
+	return ok;
+}
+
+/* Opens t2 inside t's snapshot (pg_export_snapshot / SET TRANSACTION SNAPSHOT). */
+static bool open_twin(Report *r)
+{
+	AUTOFREE char *snap = NULL;
+	if (!pg_query_value(&r->t, "SELECT pg_export_snapshot()", 0, NULL, &snap))
+		return false;
+	if (!pg_connect(&r->t2, conninfo(r->o->target, "EDUMIG_TARGET"), "TARGET"))
+		return false;
+	AUTOFREE char *lit = literal(&r->t2, snap);
+	AUTOFREE char *set = xasprintf("SET TRANSACTION SNAPSHOT %s", lit);
+	return pg_exec(&r->t2, "SET default_transaction_read_only = on", NULL) &&
+	       pg_exec(&r->t2, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL) && pg_exec(&r->t2, set, NULL);
+}
+
+static bool aggregates_get(Report *r)
+{
+	bool ok = true;
+	PGresult *res;
+	int k = 0;
+	while ((res = PQgetResult(r->t.conn)) != NULL) {
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			pg_log_result(&r->t, res, "report aggregates");
+			ok = false;
+			PQclear(res);
+		} else if (k == 0) {
+			r->reasons = res;
+		} else if (k == 1) {
+			r->cascades = res;
+		} else {
+			PQclear(res);
+		}
+		k++;
+	}
+	r->busy = false;
+	return ok && r->reasons && r->cascades;
 }
 
 /* The COPY of the detailed rows. @split: ordered by owner first. @cap > 0: at most @cap rows
@@ -449,7 +512,7 @@ static char *rows_copy_sql(Report *r, bool split, int cap)
 	sb_puts(&q, " ORDER BY ");
 	if (split)
 		sb_puts(&q, "r.owner_entity NULLS LAST, r.owner_key NULLS LAST, ");
-	sb_puts(&q, "r.ord_i NULLS LAST, r.entity, r.skip_id) TO STDOUT");
+	sb_puts(&q, "r.ord_i NULLS LAST, CASE WHEN r.ord_i IS NULL THEN r.entity END, r.skip_id) TO STDOUT");
 	return sb_steal(&q);
 }
 
@@ -909,8 +972,8 @@ static int report_split(Report *r, const char *dir)
 			out_put(&io, &c.index);
 			rc = out_close(&io, true) ? EXIT_OK_ : EXIT_USAGE;
 		}
-		log_info("report: %" PRId64 " files (one per owning unit, plus %s), index in %s", c.files, NO_OWNER_FILE,
-			 ip);
+		log_info("report: %" PRId64 " owning unit%s, one file each, plus %s; index in %s", c.files - 1,
+			 c.files == 2 ? "" : "s", NO_OWNER_FILE, ip);
 	}
 	nameset_free(&c.used);
 	sb_free(&c.b);
@@ -1066,6 +1129,7 @@ static const char HTML_SCRIPT[] =
 	"  }\n"
 	"  sel.addEventListener('change', apply);\n"
 	"  apply();\n"
+	"  document.body.setAttribute('data-filter', 'ready');\n"
 	"})();\n"
 	"</script>\n";
 
@@ -1212,18 +1276,23 @@ static void html_section_end(Report *r, HtmlCtx *c)
 	if (!c->entity)
 		return;
 	int64_t total = entity_records(r, c->entity);
-	sb_puts(&c->b, "</tbody></table>\n");
+	StrBuf *b = &c->b;
+	sb_puts(b, "</tbody></table>\n<p class=\"more\"");
+	if (total > c->shown)
+		sb_printf(b, " data-more=\"%" PRId64 "\"", total - c->shown);
+	sb_puts(b, "><span class=\"shown\">");
+	html_count(b, c->shown);
+	sb_puts(b, "</span> of ");
+	html_count(b, total);
+	sb_puts(b, " records shown");
 	if (total > c->shown) {
-		char a[40], m[40];
-		fmt_count(c->shown, a, sizeof a);
-		fmt_count(total - c->shown, m, sizeof m);
-		sb_printf(&c->b, "<p class=\"more\" data-more=\"%" PRId64 "\">%s records shown (a sample of every reason); "
-				 "%s more in the CSV: <code>edumig report --format csv --entity ",
-			  total - c->shown, a, m);
-		html_puts(&c->b, c->entity);
-		sb_puts(&c->b, "</code></p>\n");
+		sb_puts(b, " (a sample of every reason); ");
+		html_count(b, total - c->shown);
+		sb_puts(b, " more in the CSV: <code>edumig report --format csv --entity ");
+		html_puts(b, c->entity);
+		sb_puts(b, "</code>");
 	}
-	sb_puts(&c->b, "</section>\n");
+	sb_puts(b, "</p>\n</section>\n");
 	zfree(c->entity);
 }
 
@@ -1252,9 +1321,10 @@ static bool html_row_fn(Report *r, char **f, size_t *len, void *ctx)
 		html_puts(b, c->entity);
 		sb_printf(b, "\" data-records=\"%" PRId64 "\"><h3>", total);
 		html_puts(b, c->entity);
-		sb_puts(b, "</h3><p><span class=\"shown\"></span> shown of ");
+		sb_puts(b, " <small>");
 		html_count(b, total);
-		sb_puts(b, " records</p>\n<table><thead><tr><th>legacy key</th><th>severity</th><th>reason</th>"
+		sb_printf(b, " record%s</small></h3>\n", total == 1 ? "" : "s");
+		sb_puts(b, "<table><thead><tr><th>legacy key</th><th>severity</th><th>reason</th>"
 			   "<th>column</th><th>source value</th><th>detail</th><th>root cause</th><th>owner</th></tr>"
 			   "</thead>\n<tbody>\n");
 	}
@@ -1364,14 +1434,6 @@ static int report_html(Report *r, const char *path)
 
 /* ---------------------------------------------------------------------------------- */
 
-static const char *conninfo(const char *given, const char *env)
-{
-	if (given && *given)
-		return given;
-	const char *e = getenv(env);
-	return e && *e ? e : NULL;
-}
-
 static double now_seconds(void)
 {
 	struct timespec ts;
@@ -1461,31 +1523,45 @@ int engine_report(const EngineOptions *o)
 	if (!pg_exec(&r.t, "SET default_transaction_read_only = on", NULL) ||
 	    !pg_exec(&r.t, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL) || !control_exists(&r.t, &r.control))
 		goto out;
-	if (need_source && !status_collect(&r.s, &r.t, r.cfg, r.st, r.control))
+	/*
+	 * The report's joins are all equi-joins over whole tables, and the planner can only
+	 * guess the size of the CTEs (it guesses a few rows): a nested loop or a merge join
+	 * chosen on such a guess costs minutes at scale, a hash join never does. Sorts get
+	 * room to stay in memory, and JIT compilation, which costs more than it saves here,
+	 * is off. For this transaction only.
+	 */
+	if (!pg_exec(&r.t, "SET LOCAL enable_nestloop = off; SET LOCAL enable_mergejoin = off; "
+			   "SET LOCAL work_mem = '64MB'; SET LOCAL jit = off", NULL))
 		goto out;
-	if (!need_source)
-		for (size_t p = 0, k = 0; p < r.cfg->n_phases; p++)
-			for (size_t e = 0; e < r.cfg->phases[p].n_entities; e++, k++) {
-				r.st[k].m = &r.cfg->mappings[r.cfg->phases[p].entities[e]];
-				checkpoint_init(&r.st[k].cp, r.st[k].m->n_filters);
-			}
+	for (size_t p = 0, k = 0; p < r.cfg->n_phases; p++)
+		for (size_t e = 0; e < r.cfg->phases[p].n_entities; e++, k++)
+			r.st[k].m = &r.cfg->mappings[r.cfg->phases[p].entities[e]];
 	r.head_sql = head_sql(&r);
 	r.own_sql = owners_sql(&r);
 	if (!r.control)
 		log_warn("the target has no edumig control schema: nothing has run yet, the report is empty");
-	if (r.control && r.fmt != FMT_CSV) {
-		r.reasons = query_aggregate(&r, REASONS_SQL);
-		if (!r.reasons)
+	/*
+	 * The live source counts (as slow as `edumig status`) run while the target works out
+	 * the aggregates: the checkpoints are read on a second target session that shares the
+	 * first one's snapshot, so every figure still comes from one instant.
+	 */
+	if (need_source && r.control && !open_twin(&r))
+		goto out;
+	if (r.control && r.fmt != FMT_CSV && !aggregates_send(&r))
+		goto out;
+	if (need_source) {
+		if (!status_collect(&r.s, r.control ? &r.t2 : &r.t, r.cfg, r.st, r.control))
 			goto out;
-		StrBuf q = {0};
-		sb_puts(&q, CASCADES_SQL);
-		r.cascades = query_aggregate(&r, sb_str(&q));
-		sb_free(&q);
-		if (!r.cascades)
-			goto out;
-		if (o->reason && PQntuples(r.reasons) == 0)
-			log_warn("no unresolved skip record has reason \"%s\"", o->reason);
+	} else {
+		for (size_t k = 0; k < r.n_st; k++)
+			checkpoint_init(&r.st[k].cp, r.st[k].m->n_filters);
 	}
+	log_debug("report: summary after %.2f s", now_seconds() - t0);
+	if (r.busy && !aggregates_get(&r))
+		goto out;
+	if (o->reason && r.reasons && PQntuples(r.reasons) == 0)
+		log_warn("no unresolved skip record has reason \"%s\"", o->reason);
+	log_debug("report: aggregates after %.2f s", now_seconds() - t0);
 	switch (r.fmt) {
 	case FMT_CSV:
 		rc = o->report_split ? report_split(&r, path) : report_csv(&r, path);
@@ -1500,13 +1576,24 @@ int engine_report(const EngineOptions *o)
 		rc = EXIT_USAGE;
 		break;
 	}
-	if (rc == EXIT_OK_)
+	if (rc == EXIT_OK_ && r.fmt == FMT_HTML) {
+		int64_t all = 0;
+		for (int i = 0; r.reasons && i < PQntuples(r.reasons); i++)
+			all += res_int(r.reasons, i, 3);
+		log_info("report: %" PRId64 " records, %" PRId64 " of them shown in %s, in %.1f s", all, r.rows_written,
+			 strcmp(path, "-") == 0 ? "standard output" : path, now_seconds() - t0);
+	} else if (rc == EXIT_OK_) {
 		log_info("report: %" PRId64 " record%s written to %s in %.1f s", r.rows_written,
 			 r.rows_written == 1 ? "" : "s", strcmp(path, "-") == 0 ? "standard output" : path,
 			 now_seconds() - t0);
+	}
 out:
-	if (pg_ok(&r.t))
+	/* A query still in flight is abandoned with the session (its transaction rolls back). */
+	if (pg_ok(&r.t) && !r.busy)
 		pg_exec(&r.t, "ROLLBACK", NULL);
+	if (pg_ok(&r.t2))
+		pg_exec(&r.t2, "ROLLBACK", NULL);
+	pg_close(&r.t2);
 	PQclear(r.reasons);
 	PQclear(r.cascades);
 	free(r.own_sql);

@@ -271,22 +271,27 @@ static int stream(Loop *l, bool null_keys, bool unique)
 		} else if (!has_key) {
 			add_null_key_row(l, raw.data ? raw.data : "", raw.len);
 		} else if (has_processed && key_equal(&key, &processed)) {
+			/* A key already migrated: this further row is a duplicate. */
 			char kt[KEY_TEXT_MAX];
 			key_format(&key, kt);
 			Issue *i = batch_add_issue(&l->b, kt, -1);
 			i->reason = skip_reason_code(REASON_DUPLICATE_SOURCE_KEY);
 			i->severity = SEV_ERROR;
-			i->detail = xasprintf("%s %s appears on more than one source row; the first one migrated",
+			i->detail = xasprintf("%s %s appears on more than one source row; an earlier one migrated",
 					      l->m->entity, kt);
 			l->b.skipped++;
 		} else {
 			char kt[KEY_TEXT_MAX];
 			key_format(&key, kt);
 			RowInput in = {.val = l->val, .len = l->len, .key = &key, .key_text = kt, .hash = h};
-			if (!rules_apply(&l->rc, &in, &l->b))
+			/* Only a row that moves claims its key: when it is skipped, the next row with
+			 * the same key still gets its chance. */
+			if (rules_apply(&l->rc, &in, &l->b)) {
+				processed = key;
+				has_processed = true;
+			} else {
 				l->b.skipped++;
-			processed = key;
-			has_processed = true;
+			}
 		}
 		if (l->m->owner_col >= 0) {
 			/* The row's owning unit, so reports can go to each office separately. */

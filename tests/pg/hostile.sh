@@ -158,7 +158,9 @@ tgt_counts=$(q "$T1" "SELECT (SELECT count(*) FROM edumig.skips WHERE entity = '
                       || ' ' || (SELECT count(*) FROM edumig.skips WHERE entity = 'grade' AND reason = 'duplicate_source_key')
                       || ' ' || (SELECT count(*) FROM edumig.skips WHERE entity = 'grade' AND reason = 'null_source_key' AND old_key IS NULL)")
 read -r got_pdup got_pnull got_pfilt got_gdup got_gnull <<<"$tgt_counts"
-assert_eq "person: duplicate_source_key skips = extra rows per key (source)" "$exp_pdup" "$got_pdup"
+# Extra rows per key are duplicates, except where an earlier row of the key could not move:
+# then the next row takes the key (person 102: its first row is undecodable).
+assert_eq "person: duplicate_source_key skips = extra rows per key (source), less key 102" "$((exp_pdup - 1))" "$got_pdup"
 assert_eq "person: null_source_key skips = NULL-key rows not filtered (source)" "$exp_pnull" "$got_pnull"
 assert_eq "person: filtered 'inactive' counts the NULL-key row too" "$exp_pfilt" "$got_pfilt"
 assert_eq "person 1130 (filtered): no target row, no skip" "-|" "$(fate person 1130)"
@@ -174,8 +176,10 @@ assert_eq "person 100 (3 identical rows): one migrated, two duplicate_source_key
     "row|error:duplicate_source_key:,error:duplicate_source_key:" "$(fate person 100)"
 assert_eq "person 101 (2 different rows): the first in row-text order migrated, the other duplicate" \
     "row|error:duplicate_source_key: Dup A" "$(fate person 101) $(v person 101 name)"
-assert_eq "person 102: first row undecodable (skipped with its reason), second duplicate_source_key" \
-    "-|error:duplicate_source_key:,error:invalid_encoding:name" "$(fate person 102)"
+# Only a row that moves claims its key: the undecodable first row of 102 is skipped with its
+# reason, and the second row of the key migrates.
+assert_eq "person 102: first row undecodable (skipped with its reason), the second row migrates" \
+    "row|error:invalid_encoding:name" "$(fate person 102)"
 assert_eq "person 104 (two 1 MiB duplicates): the 'a' row migrated byte for byte" \
     "row|error:duplicate_source_key: $(src_q "SELECT md5(repeat('a', 1048576))")" "$(fate person 104) $(v person 104 note_md5)"
 for k in -1 0 -9223372036854775808 9223372036854775807; do
@@ -318,9 +322,9 @@ assert_eq "note 11/15: editor '-1' and '0' resolved" "$(P -1) $(P 0)" "$(v note 
 assert_eq "note 14: NULL editor migrated as NULL" "row <null>" "$(fate note 14 | cut -c1-3) $(v note 14 editor)"
 assert_eq "note 16: editor skipped upstream: NULL with parent_skipped warning" "row|warning:parent_skipped:editor_id person/1004 <null>" \
     "$(fate note 16) $(sk note 16 parent_skipped cause) $(v note 16 editor)"
-assert_eq "note 17/18: author skipped upstream (undecodable, never migrated)" \
-    "-|error:parent_skipped:author_id person/1004 -|error:parent_skipped:author_id person/102" \
-    "$(fate note 17) $(sk note 17 parent_skipped cause) $(fate note 18) $(sk note 18 parent_skipped cause)"
+assert_eq "note 17: author skipped upstream (undecodable, never migrated)" \
+    "-|error:parent_skipped:author_id person/1004" "$(fate note 17) $(sk note 17 parent_skipped cause)"
+assert_eq "note 18: author 102 migrated from its second row" "row| $(P 102)" "$(fate note 18) $(v note 18 author)"
 assert_eq "note 19: author with duplicated legacy rows resolved" "$(P 100)" "$(v note 19 author)"
 for k in -3 0 -9223372036854775808; do
     assert_eq "note $k: migrated" "row|" "$(fate note "$k")"

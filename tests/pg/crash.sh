@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# tests/pg/crash.sh — crash anywhere: the whole mapping set on the fixture is run again and
+# again, each run SIGKILLed at another stage of a batch (begin, after the rows, after the id
+# map, before COMMIT, during COMMIT, after COMMIT, inside the deferred-reference pass), until
+# a run completes. The result must equal an uninterrupted run: every target table, the id
+# map and the skip log (ordered checksums; only run ids and timestamps left out).
+. "$SRCDIR/tests/lib.sh"
+require_sandbox
+
+new_db SRC edu "$EDU_TEMPLATE"
+new_db CLEAN clean "$LMS_TEMPLATE"
+new_db T crash "$LMS_TEMPLATE"
+edumig() {   # edumig TARGET ARGS...
+    local t=$1; shift
+    "$EDUMIG" "$@" --config "$SRCDIR" --source "dbname=$SRC" --target "dbname=$t" --log-dir "$WORKDIR/logs"
+}
+all_tables() { q "$1" "SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'"; }
+
+BATCH=600
+edumig "$CLEAN" run --all -q --batch-size $BATCH --bcrypt-cost 4 >/dev/null 2>&1
+assert_eq "the uninterrupted run exits 0" 0 "$?"
+TABLES=$(all_tables "$CLEAN")
+want=$(migration_checksum "$CLEAN" $TABLES)
+
+points=(batch_begin batch_after_rows batch_after_idmap batch_before_commit batch_during_commit batch_after_commit)
+seed=${EDUMIG_TEST_SEED:-$RANDOM}; RANDOM=$seed
+echo "# seed $seed"
+kills=0 deferred_kill=0 i=0 done_=0
+declare -A seen_points seen_phases
+while [ $i -lt 200 ]; do
+    i=$((i + 1))
+    # The third run is killed inside the organization units' deferred pass (phase 1 is
+    # finished by then: the second run completes it).
+    if [ $i = 2 ]; then
+        p=none n=0
+    elif [ $i = 3 ]; then
+        p=deferred_before_commit n=1
+    else
+        p=${points[$((i % ${#points[@]}))]} n=$((RANDOM % 4 + 2))
+    fi
+    [ $i = 2 ] && { edumig "$T" run --phase 1 -q --batch-size $BATCH --bcrypt-cost 4 >/dev/null 2>&1; continue; }
+    EDUMIG_TEST_KILL="$p:$n" edumig "$T" run --all -q --batch-size $BATCH --bcrypt-cost 4 >"$WORKDIR/run.log" 2>&1
+    rc=$?
+    if [ $rc = 137 ]; then
+        kills=$((kills + 1))
+        seen_points[$p]=1
+        [ $p = deferred_before_commit ] && deferred_kill=1
+        ph=$(q "$T" "SELECT max(phase) FROM edumig.runs WHERE status = 'running'" 2>/dev/null)
+        [ -n "$ph" ] && seen_phases[$ph]=1
+        q "$T" "UPDATE edumig.runs SET status = 'failed' WHERE status = 'running'" >/dev/null 2>&1
+        continue
+    fi
+    if [ $rc = 0 ]; then done_=1; break; fi
+    not_ok "run $i (kill at $p:$n) ended with exit $rc" "$(tail -5 "$WORKDIR/run.log")"
+    break
+done
+echo "# $kills runs killed; stages: ${!seen_points[*]}; phases: ${!seen_phases[*]}"
+assert_eq "the killed-and-resumed migration completed" 1 "$done_"
+if [ "$kills" -ge 20 ]; then ok "at least 20 kill points ($kills)"; else not_ok "at least 20 kill points" "only $kills"; fi
+assert_eq "every stage of a batch was hit, and the deferred pass" 7 "${#seen_points[@]}"
+if [ "${#seen_phases[@]}" -ge 3 ]; then ok "kills spread over the phases (${!seen_phases[*]})"; else not_ok "kills spread over the phases" "phases: ${!seen_phases[*]}"; fi
+got=$(migration_checksum "$T" $TABLES)
+assert_eq "0 differences from the uninterrupted run (all target tables, id map, skip log)" "$want" "$got"
+assert_exit "verify exits 0 on the killed-and-resumed migration" 0 edumig "$T" verify
+
+done_testing
