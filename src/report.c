@@ -78,9 +78,10 @@ static const char *const row_column_exprs[] = {
 /*
  * The common head of every query (head_sql puts it together):
  *
- *   sel   the unresolved skip records the report is about: SEL_SQL plus the filters, which
- *         are pasted as quoted literals (COPY takes no parameters, and a filter hidden behind
- *         current_setting() leaves the planner guessing one row, and nested loops over 10^5)
+ *   sel   the unresolved skip records the report is about: SEL_SQL plus the filters. Values
+ *         reach the SQL as session settings set through bound parameters (COPY takes no
+ *         parameters) and are read back with current_setting(); the planner cannot see them,
+ *         which is why the report's transaction allows hash joins only (see report_main)
  *   err   every row (entity, key) with an unresolved error skip, and its reasons: the nodes
  *         a cascade can pass through (not filtered: ancestors may be of any entity/phase)
  *   link  for such a row, its first error record whose cause is itself such a row
@@ -166,6 +167,7 @@ typedef struct Report {
 	char *own_sql;            /* ", own AS (...)" */
 	int html_rows;
 	int64_t rows_written;
+	bool out_failed;          /* a report file could not be written (exit 2, not 3) */
 } Report;
 
 /* An output file, written as PATH.part and renamed when complete ("-": stdout). */
@@ -201,8 +203,10 @@ static bool out_open(Out *out, const char *path)
 
 static void out_put(Out *out, StrBuf *b)
 {
-	if (b->len && fwrite(b->data, 1, b->len, out->f) != b->len)
+	if (b->len && !out->err && fwrite(b->data, 1, b->len, out->f) != b->len) {
+		log_error("cannot write %s: %s", out->part ? out->part : "to standard output", strerror(errno));
 		out->err = true;
+	}
 	sb_reset(b);
 }
 
@@ -220,17 +224,18 @@ static bool out_close(Out *out, bool keep)
 		return false;
 	bool ok = !out->err;
 	if (out->f == stdout) {
-		ok = fflush(stdout) == 0 && ok;
 		out->f = NULL;
-		if (!ok)
+		if (fflush(stdout) != 0) {
 			log_error("cannot write the report to standard output: %s", strerror(errno));
+			ok = false;
+		}
 		return ok;
 	}
-	if (fclose(out->f) != 0)
-		ok = false;
-	out->f = NULL;
-	if (!ok)
+	if (fclose(out->f) != 0) {
 		log_error("cannot write %s: %s", out->part, strerror(errno));
+		ok = false;
+	}
+	out->f = NULL;
 	if (ok && keep && rename(out->part, out->path) != 0) {
 		log_error("cannot rename %s to %s: %s", out->part, out->path, strerror(errno));
 		ok = false;
@@ -376,7 +381,13 @@ static char *owners_sql(Report *r)
 		if (idx < 0)
 			continue;
 		const Mapping *pm = &r->cfg->mappings[idx];
-		AUTOFREE char *lit = literal(&r->t, oe);
+		char setting[64];
+		snprintf(setting, sizeof setting, "edumig.report_owner_%d", n);
+		if (!pg_set_setting(&r->t, setting, oe)) {
+			sb_free(&b);
+			return NULL;
+		}
+		AUTOFREE char *lit = xasprintf("current_setting('%s')", setting);
 		AUTOFREE char *tbl = pg_qualified(&r->t, pm->target_schema, pm->target_table);
 		AUTOFREE char *idc = pg_ident(&r->t, pm->id_column);
 		const ColumnRule *code = find_column(pm, "code");
@@ -386,13 +397,15 @@ static char *owners_sql(Report *r)
 		if (name && name->kind == RULE_I18N) {
 			sb_puts(&b, "coalesce(");
 			size_t k = 0;
-			for (; k < name->n_fallback; k++) {
-				AUTOFREE char *l = literal(&r->t, name->fallback[k]);
-				sb_printf(&b, "%so.name->>%s", k ? ", " : "", l);
-			}
-			for (size_t j = 0; j < name->n_langs; j++, k++) {
-				AUTOFREE char *l = literal(&r->t, name->langs[j].lang);
-				sb_printf(&b, "%so.name->>%s", k ? ", " : "", l);
+			for (; k < name->n_fallback + name->n_langs; k++) {
+				const char *lang = k < name->n_fallback ? name->fallback[k] : name->langs[k - name->n_fallback].lang;
+				char ls[64];
+				snprintf(ls, sizeof ls, "edumig.report_lang_%d_%zu", n, k);
+				if (!pg_set_setting(&r->t, ls, lang)) {
+					sb_free(&b);
+					return NULL;
+				}
+				sb_printf(&b, "%so.name->>current_setting('%s')", k ? ", " : "", ls);
 			}
 			sb_puts(&b, k ? ", NULL)" : "NULL)");
 		} else {
@@ -412,26 +425,43 @@ static char *head_sql(Report *r)
 	const EngineOptions *o = r->o;
 	StrBuf b = {0};
 	sb_puts(&b, SEL_SQL);
-	if (o->phase > 0)
-		sb_printf(&b, " AND s.phase = %d", o->phase);
+	char phase[16];
+	snprintf(phase, sizeof phase, "%d", o->phase);
+	if (o->phase > 0) {
+		if (!pg_set_setting(&r->t, "edumig.report_phase", phase)) {
+			sb_free(&b);
+			return NULL;
+		}
+		sb_puts(&b, " AND s.phase = current_setting('edumig.report_phase')::int");
+	}
 	if (o->entity) {
-		AUTOFREE char *l = literal(&r->t, o->entity);
-		sb_printf(&b, " AND s.entity = %s", l);
+		if (!pg_set_setting(&r->t, "edumig.report_entity", o->entity)) {
+			sb_free(&b);
+			return NULL;
+		}
+		sb_puts(&b, " AND s.entity = current_setting('edumig.report_entity')");
 	}
 	if (o->reason) {
-		AUTOFREE char *l = literal(&r->t, o->reason);
-		sb_printf(&b, " AND s.reason = %s", l);
+		if (!pg_set_setting(&r->t, "edumig.report_reason", o->reason)) {
+			sb_free(&b);
+			return NULL;
+		}
+		sb_puts(&b, " AND s.reason = current_setting('edumig.report_reason')");
 	}
 	sb_puts(&b, "),");
 	sb_puts(&b, CHAIN_SQL);
-	sb_puts(&b, ", ord (e, i) AS (VALUES ");
-	for (size_t i = 0; i < r->n_st; i++) {
-		AUTOFREE char *l = literal(&r->t, r->st[i].m->entity);
-		sb_printf(&b, "%s(%s, %zu)", i ? ", " : "", l, i + 1);
+	/* The entities in phase order; entity names are identifiers, so a comma separates them. */
+	StrBuf order = {0};
+	for (size_t i = 0; i < r->n_st; i++)
+		sb_printf(&order, "%s%s", i ? "," : "", r->st[i].m->entity);
+	bool set = pg_set_setting(&r->t, "edumig.report_order", sb_str(&order));
+	sb_free(&order);
+	if (!set) {
+		sb_free(&b);
+		return NULL;
 	}
-	if (!r->n_st)
-		sb_puts(&b, "(NULL::text, 0)");
-	sb_puts(&b, ")");
+	sb_puts(&b, ", ord (e, i) AS (SELECT x.e, x.i::int FROM unnest(string_to_array("
+		    "current_setting('edumig.report_order'), ',')) WITH ORDINALITY AS x (e, i))");
 	return sb_steal(&b);
 }
 
@@ -460,6 +490,7 @@ static bool open_twin(Report *r)
 		return false;
 	if (!pg_connect(&r->t2, conninfo(r->o->target, "EDUMIG_TARGET"), "TARGET"))
 		return false;
+	/* SET TRANSACTION SNAPSHOT takes no parameter: the server's own token, quoted by libpq. */
 	AUTOFREE char *lit = literal(&r->t2, snap);
 	AUTOFREE char *set = xasprintf("SET TRANSACTION SNAPSHOT %s", lit);
 	return pg_exec(&r->t2, "SET default_transaction_read_only = on", NULL) &&
@@ -511,7 +542,7 @@ static char *rows_copy_sql(Report *r, bool split, int cap)
 		sb_puts(&q, " FROM r");
 	sb_puts(&q, " ORDER BY ");
 	if (split)
-		sb_puts(&q, "r.owner_entity NULLS LAST, r.owner_key NULLS LAST, ");
+		sb_puts(&q, "r.owner_key IS NULL, r.owner_entity, r.owner_key, ");
 	sb_puts(&q, "r.ord_i NULLS LAST, CASE WHEN r.ord_i IS NULL THEN r.entity END, r.skip_id) TO STDOUT");
 	return sb_steal(&q);
 }
@@ -687,6 +718,7 @@ static bool csv_row_fn(Report *r, char **f, size_t *len, void *ctx)
 	csv_row(&c->b, f, len);
 	out_maybe(&c->out, &c->b);
 	r->rows_written++;
+	r->out_failed = r->out_failed || c->out.err;
 	return !c->out.err;
 }
 
@@ -700,7 +732,7 @@ static int report_csv(Report *r, const char *path)
 	out_put(&c.out, &c.b);
 	sb_free(&c.b);
 	bool wrote = out_close(&c.out, ok);
-	return !ok ? EXIT_SERVER : wrote ? EXIT_OK_ : EXIT_USAGE;
+	return !ok ? (r->out_failed ? EXIT_USAGE : EXIT_SERVER) : wrote ? EXIT_OK_ : EXIT_USAGE;
 }
 
 /* --split-by organization ------------------------------------------------------------ */
@@ -933,13 +965,16 @@ static bool split_row_fn(Report *r, char **f, size_t *len, void *ctx)
 	const char *ok = f[RC_OWNER_KEY];
 	if (!c->open || !same(oe, c->cur_entity) || !same(ok, c->cur_key)) {
 		split_index_rows(c);
-		if (!split_close(c) || !split_open(c, oe, ok, f[RC_OWNER_CODE], f[RC_OWNER_NAME]))
+		if (!split_close(c) || !split_open(c, oe, ok, f[RC_OWNER_CODE], f[RC_OWNER_NAME])) {
+			r->out_failed = true;
 			return false;
+		}
 	}
 	csv_row(&c->b, f, len);
 	out_maybe(&c->out, &c->b);
 	c->cur_rows++;
 	r->rows_written++;
+	r->out_failed = r->out_failed || c->out.err;
 	return !c->out.err;
 }
 
@@ -959,10 +994,14 @@ static int report_split(Report *r, const char *dir)
 		ok = split_close(&c) && split_open(&c, NULL, NULL, NULL, NULL);
 	}
 	split_index_rows(&c);
-	bool wrote = split_close(&c);
-	if (c.open)
-		out_close(&c.out, false);
-	int rc = !ok ? EXIT_SERVER : wrote ? EXIT_OK_ : EXIT_USAGE;
+	bool wrote = false;
+	if (ok) {
+		wrote = split_close(&c);
+	} else if (c.open) {
+		c.open = false;
+		out_close(&c.out, false);   /* the file being written when the stream failed */
+	}
+	int rc = !ok ? (r->out_failed ? EXIT_USAGE : EXIT_SERVER) : wrote ? EXIT_OK_ : EXIT_USAGE;
 	if (rc == EXIT_OK_) {
 		AUTOFREE char *ip = xasprintf("%s/%s", dir, INDEX_FILE);
 		Out io;
@@ -1016,6 +1055,7 @@ static bool json_row_fn(Report *r, char **f, size_t *len, void *ctx)
 	sb_putc(&c->b, '}');
 	out_maybe(&c->out, &c->b);
 	r->rows_written++;
+	r->out_failed = r->out_failed || c->out.err;
 	return !c->out.err;
 }
 
@@ -1082,7 +1122,7 @@ static int report_json(Report *r, const char *path)
 	out_put(&c.out, b);
 	sb_free(b);
 	bool wrote = out_close(&c.out, ok);
-	return !ok ? EXIT_SERVER : wrote ? EXIT_OK_ : EXIT_USAGE;
+	return !ok ? (r->out_failed ? EXIT_USAGE : EXIT_SERVER) : wrote ? EXIT_OK_ : EXIT_USAGE;
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -1356,6 +1396,7 @@ static bool html_row_fn(Report *r, char **f, size_t *len, void *ctx)
 	c->shown++;
 	out_maybe(&c->out, b);
 	r->rows_written++;
+	r->out_failed = r->out_failed || c->out.err;
 	return !c->out.err;
 }
 
@@ -1429,7 +1470,7 @@ static int report_html(Report *r, const char *path)
 	out_put(&c.out, b);
 	sb_free(b);
 	bool wrote = out_close(&c.out, ok);
-	return !ok ? EXIT_SERVER : wrote ? EXIT_OK_ : EXIT_USAGE;
+	return !ok ? (r->out_failed ? EXIT_USAGE : EXIT_SERVER) : wrote ? EXIT_OK_ : EXIT_USAGE;
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -1459,6 +1500,10 @@ static bool check_options(Report *r)
 	}
 	if (o->report_split && r->fmt != FMT_CSV) {
 		fprintf(stderr, "edumig report: --split-by organization writes CSV files; it does not apply to --format %s\n", f);
+		errors++;
+	}
+	if (o->report_html_rows > 0 && r->fmt != FMT_HTML) {
+		fprintf(stderr, "edumig report: --html-rows applies to --format html only\n");
 		errors++;
 	}
 	if (o->report_split && o->report_out && strcmp(o->report_out, "-") == 0) {
@@ -1538,6 +1583,8 @@ int engine_report(const EngineOptions *o)
 			r.st[k].m = &r.cfg->mappings[r.cfg->phases[p].entities[e]];
 	r.head_sql = head_sql(&r);
 	r.own_sql = owners_sql(&r);
+	if (!r.head_sql || !r.own_sql)
+		goto out;
 	if (!r.control)
 		log_warn("the target has no edumig control schema: nothing has run yet, the report is empty");
 	/*
