@@ -12,6 +12,9 @@ pkgs=(
     libpq-dev uuid-dev libjson-c-dev libcrypt-dev
     postgresql-15 postgresql-client-15
     valgrind util-linux
+    # tests/fuzz: libFuzzer and clang's sanitizer runtimes are in libclang-rt-14-dev, only
+    # recommended by clang (skipped by --no-install-recommends)
+    clang libclang-rt-14-dev
     "$@"
 )
 export DEBIAN_FRONTEND=noninteractive

@@ -6,6 +6,8 @@
 #   EDUMIG_SKIP_APT=1   do not run apt-get (packages already installed)
 #   EDUMIG_NO_ASAN=1    plain build only (quicker local runs)
 #   EDUMIG_TESTS="a b"  run only these meson tests
+#   EDUMIG_NO_FUZZ=1    skip the fuzzing step (it runs when clang is installed)
+#   EDUMIG_FUZZ_SECONDS=N  seconds per fuzzing harness (default 15)
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -79,6 +81,54 @@ if [ "${EDUMIG_NO_VALGRIND:-0}" != 1 ]; then
             failed=$((failed + 1))
         fi
     done
+fi
+
+# Fuzzing (tests/fuzz/README.md): each libFuzzer harness runs for a bounded time on a copy of
+# its seed corpus, counting as one test; a crash, leak, UB report or timeout fails it.
+if [ "${EDUMIG_NO_FUZZ:-0}" != 1 ] && command -v clang >/dev/null 2>&1; then
+    echo "=== fuzzing (${EDUMIG_FUZZ_SECONDS:-15} s per harness)"
+    fuzz_ok=1
+    if [ ! -f build-fuzz/build.ninja ]; then
+        CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+            >/tmp/edumig-setup-build-fuzz.log 2>&1 \
+            || { cat /tmp/edumig-setup-build-fuzz.log; fuzz_ok=0; }
+    fi
+    if [ "$fuzz_ok" = 1 ]; then
+        ninja -C build-fuzz tests/fuzz/fuzz_{mapping,phases,transform,jsonpos,copytext} \
+            >/tmp/edumig-ninja-build-fuzz.log 2>&1 \
+            || { cat /tmp/edumig-ninja-build-fuzz.log; fuzz_ok=0; }
+    fi
+    if [ "$fuzz_ok" = 0 ]; then
+        echo "fuzz: build-fuzz does not build"; failed=$((failed + 1))
+    else
+        fuzz_work=$(mktemp -d /tmp/edumig-fuzz.XXXXXX)
+        # The configuration harnesses write a file per input: on a memory file system.
+        fuzz_shm=$(mktemp -d /dev/shm/edumig-fuzz.XXXXXX 2>/dev/null || mktemp -d /tmp/edumig-fuzz-cfg.XXXXXX)
+        for h in mapping phases transform jsonpos copytext; do
+            mkdir -p "$fuzz_work/$h/artifacts"
+            cp -r "tests/fuzz/corpus/$h" "$fuzz_work/$h/corpus"
+            log="$fuzz_work/$h/log"
+            dict=()
+            case $h in
+                mapping|phases) dict=(-dict="$here/tests/fuzz/config.dict") ;;
+                transform) dict=(-dict="$here/tests/fuzz/transform.dict") ;;
+            esac
+            if (cd "$fuzz_work/$h" && EDUMIG_FUZZ_TMPDIR="$fuzz_shm" "$here/build-fuzz/tests/fuzz/fuzz_$h" \
+                    -max_total_time="${EDUMIG_FUZZ_SECONDS:-15}" -rss_limit_mb=2048 -timeout=10 \
+                    -artifact_prefix="$fuzz_work/$h/artifacts/" "${dict[@]}" corpus) >"$log" 2>&1; then
+                echo "fuzz_$h: ok, $(sed -n 's/^#\([0-9]*\).*DONE *cov: \([0-9]*\).*exec\/s: \([0-9]*\).*/\1 runs, cov \2, \3 exec\/s/p' "$log")"
+                passed=$((passed + 1))
+            else
+                echo "fuzz_$h: FAILED; input and log kept in $fuzz_work/$h"
+                grep -A25 -m1 -E '^==[0-9]+==|runtime error|ERROR: libFuzzer' "$log" || tail -30 "$log"
+                ls -l "$fuzz_work/$h/artifacts"
+                failed=$((failed + 1))
+                fuzz_keep=1
+            fi
+        done
+        rm -rf "$fuzz_shm"
+        [ "${fuzz_keep:-0}" = 1 ] || rm -rf "$fuzz_work"
+    fi
 fi
 
 echo "$passed passed, $failed failed"

@@ -170,11 +170,14 @@ typedef struct Report {
 	bool out_failed;          /* a report file could not be written (exit 2, not 3) */
 } Report;
 
-/* An output file, written as PATH.part and renamed when complete ("-": stdout). */
+/* An output file, written as PATH.part and renamed when complete ("-": stdout). A path
+ * that exists and is not a regular file (/dev/null, a FIFO, a terminal) is written
+ * directly: renaming onto it would replace the device with a file. */
 typedef struct Out {
 	FILE *f;
 	char *path;
 	char *part;
+	bool direct;
 	bool err;
 } Out;
 
@@ -188,8 +191,10 @@ static bool out_open(Out *out, const char *path)
 		out->f = stdout;
 		return true;
 	}
+	struct stat st;
 	out->path = xstrdup(path);
-	out->part = xasprintf("%s.part", path);
+	out->direct = stat(path, &st) == 0 && !S_ISREG(st.st_mode);
+	out->part = out->direct ? xstrdup(path) : xasprintf("%s.part", path);
 	out->f = fopen(out->part, "w");
 	if (!out->f) {
 		log_error("cannot write %s: %s", out->part, strerror(errno));
@@ -236,11 +241,11 @@ static bool out_close(Out *out, bool keep)
 		ok = false;
 	}
 	out->f = NULL;
-	if (ok && keep && rename(out->part, out->path) != 0) {
+	if (ok && keep && !out->direct && rename(out->part, out->path) != 0) {
 		log_error("cannot rename %s to %s: %s", out->part, out->path, strerror(errno));
 		ok = false;
 	}
-	if (!ok || !keep)
+	if ((!ok || !keep) && !out->direct)
 		unlink(out->part);
 	zfree(out->path);
 	zfree(out->part);

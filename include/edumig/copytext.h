@@ -11,7 +11,9 @@
 
 /**
  * copytext_split - split one COPY text row in place into fields, unescaping them.
- * @line, @len: the row as received (a trailing newline is ignored)
+ * @line, @len: the row as received (a trailing newline is ignored); the buffer must hold
+ *              @len + 1 bytes, since fields are terminated in place (libpq's COPY buffers
+ *              are NUL-terminated, so PQgetCopyData rows qualify)
  * @fields:     receives @max pointers into @line; NULL for \N
  * @lens:       receives the unescaped lengths
  * Returns the number of fields, or -1 when the row has more than @max.

@@ -63,4 +63,16 @@ got=$(migration_checksum "$T" $TABLES)
 assert_eq "0 differences from the uninterrupted run (all target tables, id map, skip log)" "$want" "$got"
 assert_exit "verify exits 0 on the killed-and-resumed migration" 0 edumig "$T" verify
 
+# Rollback of the last phase, then a re-run of it: the same as the first run.
+last=$(q "$T" "SELECT max(phase) FROM edumig.checkpoints")
+ents=$(q "$T" "SELECT string_agg(quote_literal(entity), ',') FROM edumig.checkpoints WHERE phase = $last")
+before=$(q "$T" "SELECT count(*) FROM edumig.id_map WHERE entity IN ($ents)")
+assert_ne "phase $last wrote id-map rows" 0 "$before"
+assert_exit "rollback --phase $last exits 0" 0 edumig "$T" rollback --phase "$last"
+assert_eq "... and leaves nothing of phase $last (id map, skips, checkpoints)" "0 0 0" \
+    "$(q "$T" "SELECT (SELECT count(*) FROM edumig.id_map WHERE entity IN ($ents)) || ' ' || (SELECT count(*) FROM edumig.skips WHERE entity IN ($ents)) || ' ' || (SELECT count(*) FROM edumig.checkpoints WHERE entity IN ($ents))")"
+edumig "$T" run --phase "$last" -q --batch-size $BATCH --bcrypt-cost 4 >/dev/null 2>&1
+assert_eq "re-running phase $last exits 0" 0 "$?"
+assert_eq "rollback of phase $last then re-run: identical to the first run" "$want" "$(migration_checksum "$T" $TABLES)"
+
 done_testing

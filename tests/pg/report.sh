@@ -112,6 +112,12 @@ assert_exit "report --all exits 2 (not a report option)" 2 edumig "$T" report --
 assert_exit "--html-rows with csv exits 2" 2 edumig "$T" report --html-rows 5
 assert_exit "an unreachable target exits 3" 3 "$EDUMIG" report --config "$SRCDIR" --target "dbname=${DB_PREFIX}_missing" --out "$W/x.csv"
 assert_exit "an unwritable --out exits 2" 2 edumig "$T" report --out "$W/no/such/dir/r.csv"
+mkfifo "$W/fifo"
+timeout 20 cat "$W/fifo" >"$W/from-fifo.csv" &
+edumig "$T" report -q --out "$W/fifo"
+wait
+assert_eq "--out naming a FIFO (not a regular file) is written to, not replaced" "fifo $(md5sum <"$W/all.csv")" \
+    "$( [ -p "$W/fifo" ] && echo fifo) $(md5sum <"$W/from-fifo.csv")"
 
 # --- root causes: an independent walk over the skip log ---------------------------------
 # Synthetic cascades on a copy of the target: x_offer 1 (missing_reference) <- x_assess 10,
