@@ -164,25 +164,38 @@ static int check_all(PgConn *s, PgConn *t, const Config *cfg)
 	return errors;
 }
 
+/*
+ * Connects to both databases, makes the source session read-only, and checks every mapping
+ * against both catalogs. EXIT_SERVER: nothing is open; EXIT_USAGE: both are open (the caller
+ * closes them) and the errors were printed; EXIT_OK_: ready.
+ */
+static int open_checked(const EngineOptions *o, const Config *cfg, PgConn *s, PgConn *t)
+{
+	if (!connect_both(o, s, t))
+		return EXIT_SERVER;
+	pg_exec(s, "SET default_transaction_read_only = on", NULL);
+	int errors = check_all(s, t, cfg);
+	if (errors) {
+		fprintf(stderr, "edumig: %d error%s against the databases; nothing was run\n", errors,
+			errors == 1 ? "" : "s");
+		return EXIT_USAGE;
+	}
+	return EXIT_OK_;
+}
+
 int engine_plan(const EngineOptions *o)
 {
 	Config *cfg = load_config(o);
 	if (!cfg)
 		return EXIT_USAGE;
 	PgConn s, t;
-	if (!connect_both(o, &s, &t)) {
+	int rc = open_checked(o, cfg, &s, &t);
+	if (rc == EXIT_SERVER) {
 		config_free(cfg);
-		return EXIT_SERVER;
+		return rc;
 	}
-	int rc = EXIT_OK_;
-	pg_exec(&s, "SET default_transaction_read_only = on", NULL);
-	int errors = check_all(&s, &t, cfg);
-	if (errors) {
-		fprintf(stderr, "edumig: %d error%s against the databases; nothing was run\n", errors,
-			errors == 1 ? "" : "s");
-		rc = EXIT_USAGE;
+	if (rc != EXIT_OK_)
 		goto out;
-	}
 	printf("migration namespace %s, configuration %s\n", cfg->namespace_text, config_hash(cfg));
 	printf("source %s\ntarget %s\n\n", s.safe_name, t.safe_name);
 	for (size_t p = 0; p < cfg->n_phases; p++) {
@@ -345,19 +358,13 @@ int engine_run(const EngineOptions *o)
 		return EXIT_USAGE;
 	}
 	PgConn s, t;
-	if (!connect_both(o, &s, &t)) {
+	int rc = open_checked(o, cfg, &s, &t);
+	if (rc == EXIT_SERVER) {
 		config_free(cfg);
-		return EXIT_SERVER;
+		return rc;
 	}
-	int rc = EXIT_OK_;
-	pg_exec(&s, "SET default_transaction_read_only = on", NULL);
-	int errors = check_all(&s, &t, cfg);
-	if (errors) {
-		fprintf(stderr, "edumig: %d error%s against the databases; nothing was run\n", errors,
-			errors == 1 ? "" : "s");
-		rc = EXIT_USAGE;
+	if (rc != EXIT_OK_)
 		goto out;
-	}
 	/* A dry run is one transaction, rolled back once its projection is printed. */
 	if (o->w.dry_run && !pg_exec(&t, "BEGIN", NULL)) {
 		rc = EXIT_SERVER;
@@ -686,18 +693,15 @@ int engine_retry(const EngineOptions *o)
 		return EXIT_USAGE;
 	}
 	PgConn s, t;
-	if (!connect_both(o, &s, &t)) {
-		config_free(cfg);
-		return EXIT_SERVER;
-	}
-	int rc = EXIT_OK_;
 	int64_t run_id = 0;
 	int locked = 0;
-	pg_exec(&s, "SET default_transaction_read_only = on", NULL);
-	if (check_all(&s, &t, cfg)) {
-		rc = EXIT_USAGE;
-		goto out;
+	int rc = open_checked(o, cfg, &s, &t);
+	if (rc == EXIT_SERVER) {
+		config_free(cfg);
+		return rc;
 	}
+	if (rc != EXIT_OK_)
+		goto out;
 	if (!control_ensure(&t)) {
 		rc = EXIT_SERVER;
 		goto out;

@@ -64,6 +64,23 @@ typedef struct Loop {
 	double secs_before;
 } Loop;
 
+/* Releases what an entity's loop holds (run and retry alike). */
+static void loop_free(Loop *l)
+{
+	if (l->env) {
+		rulectx_free(&l->rc);
+		txenv_destroy(l->env);
+	}
+	for (size_t i = 0; l->sets && i < l->cfg->n_mappings; i++)
+		idset_destroy(l->sets[i]);
+	free(l->sets);
+	free(l->val);
+	free(l->len);
+	batch_free(&l->b);
+	sink_free(&l->sink);
+	checkpoint_free(&l->cp);
+}
+
 /* Loads the id sets the mapping's references (and merges) need. */
 static bool load_sets(Loop *l)
 {
@@ -456,18 +473,7 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 		res = WORK_STOPPED;
 	}
 out:
-	if (l.env) {
-		rulectx_free(&l.rc);
-		txenv_destroy(l.env);
-	}
-	for (size_t i = 0; i < cfg->n_mappings; i++)
-		idset_destroy(l.sets[i]);
-	free(l.sets);
-	free(l.val);
-	free(l.len);
-	batch_free(&l.b);
-	sink_free(&l.sink);
-	checkpoint_free(&l.cp);
+	loop_free(&l);
 	return res;
 }
 
@@ -653,17 +659,6 @@ out:
 	for (size_t i = 0; i < n; i++)
 		free(keys[i]);
 	free(keys);
-	if (l.env) {
-		rulectx_free(&l.rc);
-		txenv_destroy(l.env);
-	}
-	for (size_t i = 0; i < cfg->n_mappings; i++)
-		idset_destroy(l.sets[i]);
-	free(l.sets);
-	free(l.val);
-	free(l.len);
-	batch_free(&l.b);
-	sink_free(&l.sink);
-	checkpoint_free(&l.cp);
+	loop_free(&l);
 	return res;
 }
