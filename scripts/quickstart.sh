@@ -49,6 +49,9 @@ echo "== edumig status"
 build/edumig status
 echo "== edumig verify"
 build/edumig verify || true
+echo "== reports for the data owners"
+build/edumig report --format html --out logs/report.html
+build/edumig report --format csv --out logs/report.csv
 
 cat <<MSG
 
@@ -57,6 +60,7 @@ Done. The databases stay up until you stop them:
             psql -h $sandbox -p $PGPORT -U postgres lms     (target; edumig's tables are in schema edumig)
   commands: export PGHOST=$sandbox PGPORT=$PGPORT PGUSER=postgres EDUMIG_SOURCE=dbname=edu EDUMIG_TARGET=dbname=lms
             build/edumig status; build/edumig verify
+  reports:  $here/logs/report.html (open it in a browser), $here/logs/report.csv
   run logs: $here/logs/
   stop:     scripts/pg-sandbox stop $sandbox
 MSG
