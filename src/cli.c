@@ -68,7 +68,8 @@ static const Command commands[] = {
 	 "  --entity E           only this entity of the phase (default: all of them)\n"
 	 "  --reason R           only rows skipped for this reason code (default: any)\n"
 	 "  --batch-size N       as for run (default: 5000)\n"
-	 "  --bcrypt-cost N      as for run\n" COMMON_HELP,
+	 "  --bcrypt-cost N      as for run\n"
+	 "  --retries N          as for run (default: 5)\n" COMMON_HELP,
 	 engine_retry, true},
 	{"rollback", "remove what phase N and every later phase wrote (rows, placeholders, id map, skips, checkpoints)",
 	 "edumig rollback --phase N [--force] [options]",
