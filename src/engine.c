@@ -623,6 +623,23 @@ int engine_verify(const EngineOptions *o)
 	return with_status(o, true);
 }
 
+/*
+ * Takes the run locks of phase @from and every later phase (rollback and retry touch them
+ * all); *@locked is the last phase locked, for the unlock loop. False once one is held by
+ * another run (named by control_lock_phase).
+ */
+static bool lock_phases_from(PgConn *t, const Config *cfg, int from, int *locked)
+{
+	for (size_t p = 0; p < cfg->n_phases; p++) {
+		if (cfg->phases[p].number < from)
+			continue;
+		if (!control_lock_phase(t, cfg->phases[p].number))
+			return false;
+		*locked = cfg->phases[p].number;
+	}
+	return true;
+}
+
 int engine_rollback(const EngineOptions *o)
 {
 	Config *cfg = load_config(o);
@@ -652,14 +669,9 @@ int engine_rollback(const EngineOptions *o)
 		goto out;
 	}
 	/* No run of an affected phase may write while its rows are being removed. */
-	for (size_t p = 0; p < cfg->n_phases; p++) {
-		if (cfg->phases[p].number < o->phase)
-			continue;
-		if (!control_lock_phase(&t, cfg->phases[p].number)) {
-			rc = EXIT_SERVER;
-			goto out;
-		}
-		locked = cfg->phases[p].number;
+	if (!lock_phases_from(&t, cfg, o->phase, &locked)) {
+		rc = EXIT_SERVER;
+		goto out;
 	}
 	if (!control_run_start(&t, "rollback", o->phase, config_hash(cfg), &run_id)) {
 		rc = EXIT_SERVER;
@@ -706,14 +718,9 @@ int engine_retry(const EngineOptions *o)
 		rc = EXIT_SERVER;
 		goto out;
 	}
-	for (size_t p = 0; p < cfg->n_phases; p++) {
-		if (cfg->phases[p].number < o->phase)
-			continue;
-		if (!control_lock_phase(&t, cfg->phases[p].number)) {
-			rc = EXIT_SERVER;
-			goto out;
-		}
-		locked = cfg->phases[p].number;
+	if (!lock_phases_from(&t, cfg, o->phase, &locked)) {
+		rc = EXIT_SERVER;
+		goto out;
 	}
 	if (!control_run_start(&t, "retry", o->phase, config_hash(cfg), &run_id) || !source_begin(&s)) {
 		rc = EXIT_SERVER;
