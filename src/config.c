@@ -684,7 +684,7 @@ static void parse_source(Ctx *c, json_object *o, Mapping *m)
 	for (int i = 0; i < m->n_key; i++)
 		if (!is_identifier(m->key_cols[i]))
 			cerr(c, "/source/key", "\"%s\" is not a column name", m->key_cols[i]);
-	m->key_unique = m->source_table == NULL ? false : false;
+	m->key_unique = false;
 	if (json_object_object_get_ex(o, "key_unique", &x) &&
 	    expect_type(c, x, json_type_boolean, "/source/key_unique"))
 		m->key_unique = json_object_get_boolean(x);
@@ -998,7 +998,6 @@ static uint64_t fnv1a(uint64_t h, const char *s, size_t n)
 	return h;
 }
 
-static char cfg_hash_text[17];
 
 static void config_bind(Config *cfg);
 
@@ -1289,7 +1288,7 @@ Config *config_load(const char *dir)
 		validate(cfg, &errors);
 	if (errors == 0)
 		config_bind(cfg);
-	snprintf(cfg_hash_text, sizeof cfg_hash_text, "%016llx", (unsigned long long)h);
+	snprintf(cfg->hash, sizeof cfg->hash, "%016llx", (unsigned long long)h);
 	if (errors) {
 		fprintf(stderr, "edumig: %d configuration error%s in %s; nothing was run\n", errors,
 			errors == 1 ? "" : "s", dir);
@@ -1335,8 +1334,7 @@ const Phase *config_find_phase(const Config *cfg, int number)
 
 const char *config_hash(const Config *cfg)
 {
-	(void)cfg;
-	return cfg_hash_text;
+	return cfg->hash;
 }
 
 /* Index of @name among the mapping's selected source columns, adding it when new. */

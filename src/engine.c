@@ -677,7 +677,7 @@ int engine_rollback(const EngineOptions *o)
 		rc = EXIT_SERVER;
 		goto out;
 	}
-	rc = rollback_run(&t, cfg, o->phase, o->force, run_id);
+	rc = rollback_run(&t, cfg, o->phase, o->force);
 	control_run_finish(&t, run_id, rc == 0 ? "done" : rc == 1 ? "stopped" : "failed", NULL);
 	if (rc == 0)
 		log_info("rollback: phases %d to %zu undone", o->phase, cfg->n_phases);

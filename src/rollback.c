@@ -124,7 +124,7 @@ static bool exec1(PgConn *t, const char *sql, int n, const char *const *p)
 }
 
 /* Undoes one entity in one transaction. */
-static bool undo_entity(PgConn *t, const Config *cfg, const Mapping *m, int phase, int64_t *rows)
+static bool undo_entity(PgConn *t, const Mapping *m, int phase, int64_t *rows)
 {
 	AUTOFREE char *qt = pg_qualified(t, m->target_schema, m->target_table);
 	AUTOFREE char *qid = pg_ident(t, m->id_column);
@@ -157,11 +157,10 @@ static bool undo_entity(PgConn *t, const Config *cfg, const Mapping *m, int phas
 		log_error("rollback of %s failed (see above); nothing of %s was removed", m->entity, m->entity);
 		return false;
 	}
-	(void)cfg;
 	return true;
 }
 
-int rollback_run(PgConn *t, const Config *cfg, int phase, bool force, int64_t run_id)
+int rollback_run(PgConn *t, const Config *cfg, int phase, bool force)
 {
 	int *ents = xcalloc(cfg->n_mappings + 1, sizeof *ents);
 	size_t n = undo_order(cfg, phase, ents);
@@ -184,7 +183,7 @@ int rollback_run(PgConn *t, const Config *cfg, int phase, bool force, int64_t ru
 	for (size_t i = 0; i < n; i++) {
 		const Mapping *m = &cfg->mappings[ents[i]];
 		int64_t rows = 0;
-		if (!undo_entity(t, cfg, m, phase, &rows)) {
+		if (!undo_entity(t, m, phase, &rows)) {
 			rc = 3;
 			goto out;
 		}
@@ -213,7 +212,6 @@ int rollback_run(PgConn *t, const Config *cfg, int phase, bool force, int64_t ru
 		if (strcmp(cnt, "0") != 0)
 			log_info("rollback: %s: %s placeholder rows removed", m->entity, cnt);
 	}
-	(void)run_id;
 out:
 	free(ents);
 	return rc;

@@ -64,10 +64,9 @@ static char *source_value_copy(const TxValue *raw, bool sensitive)
 	return sb_steal(&b);
 }
 
-static Issue *add_issue(RuleCtx *rc, Batch *b, const RowInput *in, int row, const char *reason,
-			Severity sev, const char *column)
+static Issue *add_issue(Batch *b, const RowInput *in, int row, const char *reason, Severity sev,
+			const char *column)
 {
-	(void)rc;
 	Issue *i = batch_add_issue(b, in->key_text, row);
 	i->reason = reason;
 	i->severity = sev;
@@ -148,14 +147,14 @@ static bool eval_value(RuleCtx *rc, const ValueSpec *vs, const char *column, con
 		if (st != TX_OK && vs->sensitive)
 			snprintf(out.detail, sizeof out.detail, "%s (details withheld: sensitive column)", out.code);
 		if (st == TX_WARN) {
-			Issue *i = add_issue(rc, b, in, row, out.code, SEV_WARNING, column);
+			Issue *i = add_issue(b, in, row, out.code, SEV_WARNING, column);
 			i->source_value = source_value_copy(&rc->raw, vs->sensitive);
 			i->detail = xstrdup(out.detail);
 		} else if (st == TX_INVALID) {
 			Issue *i;
 			switch (vs->on_invalid) {
 			case POLICY_NULL:
-				i = add_issue(rc, b, in, row, out.code, SEV_WARNING, column);
+				i = add_issue(b, in, row, out.code, SEV_WARNING, column);
 				i->detail = xasprintf("%s; stored as NULL (on_invalid: null)", out.detail);
 				txvalue_set_null(v);
 				break;
@@ -168,7 +167,7 @@ static bool eval_value(RuleCtx *rc, const ValueSpec *vs, const char *column, con
 					dv = sb_str(&rc->tmp);
 					dl = rc->tmp.len;
 				}
-				i = add_issue(rc, b, in, row, out.code, SEV_WARNING, column);
+				i = add_issue(b, in, row, out.code, SEV_WARNING, column);
 				/* A constant default comes from the mapping, not the data: it may be shown. */
 				i->detail = xasprintf("%s; stored as '%s' (on_invalid: default)", out.detail,
 						      vs->sensitive && vs->default_tmpl ? REDACTED : dv);
@@ -178,7 +177,7 @@ static bool eval_value(RuleCtx *rc, const ValueSpec *vs, const char *column, con
 			case POLICY_SKIP:
 			case POLICY_STUB:
 			default:
-				i = add_issue(rc, b, in, row, out.code, SEV_ERROR, column);
+				i = add_issue(b, in, row, out.code, SEV_ERROR, column);
 				i->detail = xstrdup(out.detail);
 				i->source_value = source_value_copy(&rc->raw, vs->sensitive);
 				return false;
@@ -257,7 +256,7 @@ static int resolve_ref(RuleCtx *rc, const ColumnRule *r, const RowInput *in, Bat
 		key_format(&k, kt);
 		found = idset_get(rc->sets[r->ref_entity_index], &k, uuid, &kind);
 		if (found && kind == ID_STUB) {
-			Issue *i = add_issue(rc, b, in, row, skip_reason_code(REASON_PARENT_STUBBED), SEV_WARNING, r->name);
+			Issue *i = add_issue(b, in, row, skip_reason_code(REASON_PARENT_STUBBED), SEV_WARNING, r->name);
 			i->detail = xasprintf("%s %s is a placeholder (missing in the source)", pm->entity, kt);
 			i->cause_entity = pm->entity;
 			i->cause_key = xstrdup(kt);
@@ -288,7 +287,7 @@ static int resolve_ref(RuleCtx *rc, const ColumnRule *r, const RowInput *in, Bat
 	Issue *i;
 	switch (r->on_missing) {
 	case POLICY_NULL:
-		i = add_issue(rc, b, in, row, skip_reason_code(reason), SEV_WARNING, r->name);
+		i = add_issue(b, in, row, skip_reason_code(reason), SEV_WARNING, r->name);
 		i->detail = xasprintf("%s; stored as NULL (on_missing: null)", detail);
 		rc_val = 0;
 		break;
@@ -298,14 +297,14 @@ static int resolve_ref(RuleCtx *rc, const ColumnRule *r, const RowInput *in, Bat
 			memset(stub_key, 0, sizeof *stub_key);
 		else
 			*stub_key = k;
-		i = add_issue(rc, b, in, row, skip_reason_code(REASON_PARENT_STUBBED), SEV_WARNING, r->name);
+		i = add_issue(b, in, row, skip_reason_code(REASON_PARENT_STUBBED), SEV_WARNING, r->name);
 		i->detail = xasprintf("%s; a placeholder %s stands in (on_missing: stub)", detail, pm->entity);
 		rc_val = 1;
 		break;
 	case POLICY_SKIP:
 	case POLICY_DEFAULT:
 	default:
-		i = add_issue(rc, b, in, row, skip_reason_code(reason), SEV_ERROR, r->name);
+		i = add_issue(b, in, row, skip_reason_code(reason), SEV_ERROR, r->name);
 		i->detail = detail;
 		detail = NULL;
 		rc_val = -1;
@@ -362,7 +361,7 @@ static bool json_number_ok(const char *s, size_t n)
 	return i == n;
 }
 
-static bool put_json_value(RuleCtx *rc, StrBuf *j, JsonType type, const TxValue *v, Batch *b,
+static bool put_json_value(StrBuf *j, JsonType type, const TxValue *v, Batch *b,
 			   const RowInput *in, int row, const char *column, const char *key, bool sensitive)
 {
 	if (v->null) {
@@ -372,7 +371,7 @@ static bool put_json_value(RuleCtx *rc, StrBuf *j, JsonType type, const TxValue 
 	switch (type) {
 	case JT_NUMBER: {
 		if (!json_number_ok(v->data, v->len)) {
-			Issue *i = add_issue(rc, b, in, row, "not_a_number", SEV_WARNING, column);
+			Issue *i = add_issue(b, in, row, "not_a_number", SEV_WARNING, column);
 			i->detail = sensitive ? xasprintf("field \"%s\" is not a number; stored as a string", key)
 					      : xasprintf("field \"%s\": '%.80s%s' is not a number; stored as a string", key, v->data,
 							  v->len > 80 ? "..." : "");
@@ -389,7 +388,7 @@ static bool put_json_value(RuleCtx *rc, StrBuf *j, JsonType type, const TxValue 
 		else if (!strcmp(s, "f") || !strcmp(s, "false") || !strcmp(s, "0"))
 			sb_puts(j, "false");
 		else {
-			Issue *i = add_issue(rc, b, in, row, "not_a_boolean", SEV_WARNING, column);
+			Issue *i = add_issue(b, in, row, "not_a_boolean", SEV_WARNING, column);
 			i->detail = sensitive ? xasprintf("field \"%s\" is not a boolean; stored as a string", key)
 					      : xasprintf("field \"%s\": '%.80s%s' is not a boolean; stored as a string", key, s,
 							  v->len > 80 ? "..." : "");
@@ -426,7 +425,7 @@ static bool eval_json(RuleCtx *rc, const ColumnRule *r, const RowInput *in, Batc
 		first = false;
 		json_put_string(j, jf->key, strlen(jf->key));
 		sb_putc(j, ':');
-		put_json_value(rc, j, jf->type, &rc->v, b, in, row, r->name, jf->key, jf->value.sensitive);
+		put_json_value(j, jf->type, &rc->v, b, in, row, r->name, jf->key, jf->value.sensitive);
 	}
 	sb_putc(j, '}');
 	if (ok)
@@ -457,7 +456,7 @@ static bool eval_i18n(RuleCtx *rc, const ColumnRule *r, const RowInput *in, Batc
 		if (!any) {
 			sb_reset(&rc->tmp);
 			if (r->placeholder && render(r->placeholder, in, in->key_text, &rc->tmp)) {
-				Issue *i = add_issue(rc, b, in, row, skip_reason_code(REASON_PLACEHOLDER_VALUE), SEV_WARNING, r->name);
+				Issue *i = add_issue(b, in, row, skip_reason_code(REASON_PLACEHOLDER_VALUE), SEV_WARNING, r->name);
 				i->detail = xasprintf("no value in any language; placeholder '%s' written", sb_str(&rc->tmp));
 				sb_putc(j, '{');
 				for (size_t l = 0; l < r->n_langs; l++) {
@@ -533,7 +532,7 @@ bool rules_apply(RuleCtx *rc, const RowInput *in, Batch *b)
 		Key sk = {0};
 		sk.n = (uint8_t)m->n_key;
 		if (sv && !key_int(sv, &sk.v[0])) {
-			Issue *i = add_issue(rc, b, in, row, skip_reason_code(REASON_INVALID_VALUE), SEV_ERROR, NULL);
+			Issue *i = add_issue(b, in, row, skip_reason_code(REASON_INVALID_VALUE), SEV_ERROR, NULL);
 			i->detail = xasprintf("merge survivor column %s holds '%s', not a key", m->merge->survivor_column, sv);
 			for (size_t k = issues_start; k < b->n_issues; k++)
 				b->issues[k].row = -1;
@@ -544,7 +543,7 @@ bool rules_apply(RuleCtx *rc, const RowInput *in, Batch *b)
 			key_format(&sk, skt);
 			IdKind kind;
 			if (idset_get(rc->sets[rc->entity], &sk, br->uuid, &kind) && kind != ID_SKIPPED) {
-				Issue *i = add_issue(rc, b, in, row, m->merge->reason, SEV_WARNING, NULL);
+				Issue *i = add_issue(b, in, row, m->merge->reason, SEV_WARNING, NULL);
 				i->detail = xasprintf("merged onto %s %s (%s)", m->entity, skt, m->merge->survivor_column);
 				i->cause_entity = m->entity;
 				i->cause_key = xstrdup(skt);
@@ -555,7 +554,7 @@ bool rules_apply(RuleCtx *rc, const RowInput *in, Batch *b)
 				b->n_rows++;
 				return true;
 			}
-			Issue *i = add_issue(rc, b, in, row, skip_reason_code(REASON_MERGE_SURVIVOR_MISSING), SEV_ERROR, NULL);
+			Issue *i = add_issue(b, in, row, skip_reason_code(REASON_MERGE_SURVIVOR_MISSING), SEV_ERROR, NULL);
 			i->detail = xasprintf("should merge onto %s %s, which was not migrated (a survivor must precede its duplicates in key order)",
 					      m->entity, skt);
 			i->cause_entity = m->entity;
@@ -609,7 +608,7 @@ bool rules_apply(RuleCtx *rc, const RowInput *in, Batch *b)
 					for (int k = 0; k < r->n_ref_from; k++) {
 						const char *v = in->val[r->ref_cols[k]];
 						if (v && !key_int(v, &rk.v[k])) {
-							Issue *i = add_issue(rc, b, in, row, skip_reason_code(REASON_MISSING_REFERENCE),
+							Issue *i = add_issue(b, in, row, skip_reason_code(REASON_MISSING_REFERENCE),
 									     SEV_WARNING, r->name);
 							i->detail = xasprintf("%s '%.80s%s' is not an integer key; stored as NULL (on_missing: null)",
 									      r->ref_from[k], v, strlen(v) > 80 ? "..." : "");
@@ -683,7 +682,7 @@ bool rules_apply(RuleCtx *rc, const RowInput *in, Batch *b)
 		const char *fv = in->val[fl->col];
 		if (!fv || !(strcmp(fv, "t") == 0 || strcmp(fv, "true") == 0 || strcmp(fv, "1") == 0))
 			continue;
-		Issue *i = add_issue(rc, b, in, row, fl->reason, SEV_WARNING, fl->column);
+		Issue *i = add_issue(b, in, row, fl->reason, SEV_WARNING, fl->column);
 		sb_reset(&rc->tmp);
 		if (fl->detail)
 			render_ex(fl->detail, in, in->key_text, &rc->tmp, "NULL");

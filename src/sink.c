@@ -75,7 +75,6 @@ void sink_free(Sink *s)
 
 static bool copy_data(Sink *s, const char *sql, const char *data, size_t len, PgError *err)
 {
-	s->copies++;
 	if (!pg_copy_in_start(s->t, sql, err))
 		return false;
 	if (!pg_copy_in_put(s->t, data, len)) {

@@ -284,7 +284,6 @@ static int stream(Loop *l, bool null_keys, bool unique)
 		int f = row_filter(l);
 		if (f >= 0) {
 			l->b.filtered[f]++;
-			l->b.filtered_total++;
 		} else if (!has_key) {
 			add_null_key_row(l, raw.data ? raw.data : "", raw.len);
 		} else if (has_processed && key_equal(&key, &processed)) {
@@ -481,43 +480,27 @@ out:
 static char **retry_keys(Loop *l, const char *reason, bool cascade, size_t *n)
 {
 	*n = 0;
-	const char *p[] = {l->m->entity, reason};
+	/* In a cascade, only children whose recorded cause has been migrated since. */
+	const char *p[] = {l->m->entity, reason, cascade ? "t" : "f"};
 	PGresult *r = pg_query(l->tgt,
 			       "SELECT DISTINCT s.old_key FROM edumig.skips s WHERE s.entity = $1 AND s.severity = 'error' "
 			       "AND s.resolved_at IS NULL AND s.old_key IS NOT NULL "
 			       "AND s.reason NOT IN ('duplicate_source_key', 'null_source_key') "
 			       "AND ($2::text IS NULL OR s.reason = $2) "
-			       "AND NOT EXISTS (SELECT 1 FROM edumig.id_map m WHERE m.entity = s.entity AND m.old_key = s.old_key)",
-			       2, p);
+			       "AND NOT EXISTS (SELECT 1 FROM edumig.id_map m WHERE m.entity = s.entity AND m.old_key = s.old_key) "
+			       "AND (NOT $3::bool OR EXISTS (SELECT 1 FROM edumig.skips c JOIN edumig.id_map pm "
+			       "ON pm.entity = c.cause_entity AND pm.old_key = c.cause_key WHERE c.entity = s.entity "
+			       "AND c.old_key = s.old_key AND c.resolved_at IS NULL AND c.severity = 'error'))",
+			       3, p);
 	if (!r)
 		return NULL;
 	size_t cap = 0;
 	char **keys = NULL;
-	*n = 0;
 	for (int i = 0; i < PQntuples(r); i++) {
 		keys = xgrow(keys, &cap, *n + 1, sizeof *keys);
 		keys[(*n)++] = xstrdup(PQgetvalue(r, i, 0));
 	}
 	PQclear(r);
-	if (cascade && *n) {
-		/* Only children whose recorded cause has since been migrated. */
-		size_t w = 0;
-		for (size_t i = 0; i < *n; i++) {
-			const char *pk[] = {l->m->entity, keys[i]};
-			AUTOFREE char *v = NULL;
-			bool ok = pg_query_value(l->tgt,
-						 "SELECT EXISTS (SELECT 1 FROM edumig.skips c JOIN edumig.id_map p "
-						 "ON p.entity = c.cause_entity AND p.old_key = c.cause_key "
-						 "WHERE c.entity = $1 AND c.old_key = $2 AND c.resolved_at IS NULL "
-						 "AND c.severity = 'error')::text",
-						 2, pk, &v);
-			if (ok && strcmp(v, "true") == 0)
-				keys[w++] = keys[i];
-			else
-				free(keys[i]);
-		}
-		*n = w;
-	}
 	return keys;
 }
 

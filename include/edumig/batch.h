@@ -61,7 +61,7 @@ typedef struct Batch {
 	Deferred *deferred;
 	size_t n_deferred, cap_deferred;
 	/* Counters of the rows read into this batch. */
-	int64_t read, skipped, filtered_total;
+	int64_t read, skipped;
 	int64_t *filtered;        /* per filter of the mapping */
 	size_t n_filters;
 	Key last_key;

@@ -229,6 +229,7 @@ typedef struct Config {
 	char *dir;
 	unsigned char namespace_uuid[16];
 	char namespace_text[37];
+	char hash[17];            /* FNV-1a of every configuration file, hex */
 	int bcrypt_cost;          /* overrides bcrypt steps' cost when > 0 (benchmarks, tests) */
 	Mapping *mappings;
 	size_t n_mappings;

@@ -16,6 +16,6 @@
  * Refuses (returns 1, names them) when rows edumig did not write refer to rows it would
  * remove, unless @force. Returns an exit code: 0 done, 1 refused, 3 server error.
  */
-int rollback_run(PgConn *t, const Config *cfg, int phase, bool force, int64_t run_id);
+int rollback_run(PgConn *t, const Config *cfg, int phase, bool force);
 
 #endif /* EDUMIG_ROLLBACK_H */

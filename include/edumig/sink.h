@@ -25,7 +25,6 @@ typedef struct Sink {
 	char *copy_rows;          /* COPY "schema"."table" ("c1", ...) FROM STDIN */
 	StrBuf buf;               /* id-map and skip COPY data */
 	StrBuf log;               /* JSON lines for the run log */
-	int64_t copies;           /* COPY statements sent (bisection shows here) */
 	/* Retry: the legacy keys the batch re-reads, as a text[] literal; their older skip rows
 	 * are marked resolved by this run in the batch's transaction. NULL outside retry. */
 	const char *resolve_keys;
