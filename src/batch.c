@@ -29,7 +29,7 @@ void batch_reset(Batch *b)
 	}
 	b->n_stubs = 0;
 	b->n_deferred = 0;
-	b->read = b->skipped = 0;
+	b->read = b->skipped = b->reread_skipped = 0;
 	memset(b->filtered, 0, (b->n_filters ? b->n_filters : 1) * sizeof *b->filtered);
 	b->has_last = false;
 }

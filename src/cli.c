@@ -54,7 +54,14 @@ static const Command commands[] = {
 	 "                       each wait for a lock on the target (default: 10000)\n"
 	 "  --dry-run            transform and check everything in one transaction that is rolled back;\n"
 	 "                       print the projected counts per entity and reason, write the projected\n"
-	 "                       skip report (CSV) to the log directory; the target keeps nothing\n" COMMON_HELP,
+	 "                       skip report (CSV) to the log directory; the target keeps nothing\n"
+	 "  --update             delta runs (entities done before): also rewrite rows whose source row\n"
+	 "                       changed since it moved, and re-read skipped rows that changed or whose\n"
+	 "                       parent has moved since (default: off: new rows only; changed rows are\n"
+	 "                       counted and left as they are)\n"
+	 "  --apply-deletes      after the run, delete the target rows whose legacy row is gone from the\n"
+	 "                       source, children first; a row other target rows still refer to is kept\n"
+	 "                       and named (default: off: gone rows are only listed, see status)\n" COMMON_HELP,
 	 engine_run, true},
 	{"status", "per entity: source rows, filtered, migrated, warned, skipped, unaccounted, state",
 	 "edumig status [--json] [options]",
@@ -171,7 +178,8 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
 }
 
 enum { OPT_CONFIG = 256, OPT_SOURCE, OPT_TARGET, OPT_LOG_DIR, OPT_PHASE, OPT_ALL, OPT_BATCH, OPT_MAX_SKIPS,
-       OPT_BCRYPT, OPT_JSON, OPT_FORCE, OPT_DRY_RUN, OPT_ENTITY, OPT_REASON, OPT_RETRIES };
+       OPT_BCRYPT, OPT_JSON, OPT_FORCE, OPT_DRY_RUN, OPT_ENTITY, OPT_REASON, OPT_RETRIES, OPT_UPDATE,
+       OPT_APPLY_DELETES };
 
 /* Options of the report command. */
 enum { OPT_FORMAT = 512, OPT_OUT, OPT_SPLIT_BY, OPT_HTML_ROWS };
@@ -192,6 +200,8 @@ static const struct option long_opts[] = {
 	{"entity", required_argument, NULL, OPT_ENTITY},
 	{"reason", required_argument, NULL, OPT_REASON},
 	{"retries", required_argument, NULL, OPT_RETRIES},
+	{"update", no_argument, NULL, OPT_UPDATE},
+	{"apply-deletes", no_argument, NULL, OPT_APPLY_DELETES},
 	{"format", required_argument, NULL, OPT_FORMAT},
 	{"out", required_argument, NULL, OPT_OUT},
 	{"split-by", required_argument, NULL, OPT_SPLIT_BY},
@@ -226,6 +236,8 @@ static bool option_allowed(const Command *c, int opt)
 	case OPT_DRY_RUN:
 	case OPT_ALL:
 	case OPT_MAX_SKIPS:
+	case OPT_UPDATE:
+	case OPT_APPLY_DELETES:
 		return strcmp(c->name, "run") == 0;
 	case OPT_JSON:
 		return strcmp(c->name, "status") == 0;
@@ -326,6 +338,12 @@ static int run_command(const Command *c, int argc, char **argv)
 			break;
 		case OPT_DRY_RUN:
 			o.w.dry_run = true;
+			break;
+		case OPT_UPDATE:
+			o.w.update = true;
+			break;
+		case OPT_APPLY_DELETES:
+			o.w.apply_deletes = true;
 			break;
 		case OPT_ENTITY:
 			o.entity = optarg;

@@ -122,7 +122,7 @@ bool checkpoint_load(PgConn *t, const Mapping *m, int part, Checkpoint *cp)
 	const char *p[] = {m->entity, pt};
 	PGresult *r = pg_query(t,
 			       "SELECT last_key, rows_read, rows_migrated, rows_warned, rows_merged, rows_skipped, "
-			       "stubs, batches, seconds, state, rows_filtered::text "
+			       "stubs, batches, seconds, state, rows_filtered::text, rows_gone, rows_changed, rows_updated "
 			       "FROM edumig.checkpoints WHERE entity = $1 AND part = $2::int",
 			       2, p);
 	if (!r)
@@ -150,6 +150,9 @@ bool checkpoint_load(PgConn *t, const Mapping *m, int part, Checkpoint *cp)
 				cp->filtered[i] = json_object_get_int64(v);
 		}
 		json_object_put(f);
+		cp->gone = strtoll(PQgetvalue(r, 0, 11), NULL, 10);
+		cp->changed = strtoll(PQgetvalue(r, 0, 12), NULL, 10);
+		cp->updated = strtoll(PQgetvalue(r, 0, 13), NULL, 10);
 	}
 	PQclear(r);
 	return true;
@@ -183,51 +186,71 @@ char *checkpoint_filtered_json(const Mapping *m, const Checkpoint *cp)
 
 bool checkpoint_store(PgConn *t, const Mapping *m, int part, const Checkpoint *cp)
 {
-	char pt[16], n[8][32], secs[64];
+	char pt[16], n[10][32], secs[64];
 	snprintf(pt, sizeof pt, "%d", part);
-	int64_t v[] = {cp->read, cp->migrated, cp->warned, cp->merged, cp->skipped, cp->stubs, cp->batches};
-	for (int i = 0; i < 7; i++)
+	int64_t v[] = {cp->read,  cp->migrated, cp->warned, cp->merged,  cp->skipped,
+		       cp->stubs, cp->batches,  cp->gone,   cp->changed, cp->updated};
+	for (int i = 0; i < 10; i++)
 		snprintf(n[i], sizeof n[i], "%lld", (long long)v[i]);
 	snprintf(secs, sizeof secs, "%.3f", cp->seconds);
 	AUTOFREE char *filtered = checkpoint_filtered_json(m, cp);
 	const char *p[] = {m->entity, pt, cp->has_last_key ? cp->last_key : NULL, n[0], n[1], n[2], n[3],
-			   n[4], n[5], n[6], secs, cp->done ? "done" : cp->streamed ? "streamed" : "running", filtered};
+			   n[4], n[5], n[6], secs, cp->done ? "done" : cp->streamed ? "streamed" : "running", filtered,
+			   n[7], n[8], n[9]};
 	return pg_exec_params(t,
 			      "UPDATE edumig.checkpoints SET last_key = $3, rows_read = $4, rows_migrated = $5, "
 			      "rows_warned = $6, rows_merged = $7, rows_skipped = $8, stubs = $9, batches = $10, "
-			      "seconds = $11, state = $12, rows_filtered = $13::jsonb, updated_at = now() "
+			      "seconds = $11, state = $12, rows_filtered = $13::jsonb, rows_gone = $14, "
+			      "rows_changed = $15, rows_updated = $16, updated_at = now() "
 			      "WHERE entity = $1 AND part = $2::int",
-			      13, p, NULL);
+			      16, p, NULL);
 }
 
-static bool load_into(PgConn *t, IdSet *s, const char *sql, bool skipped)
+/* Rows of (old_key[, new_id, kind][, row_hash]) into @s; @skipped rows carry no id. */
+static bool load_into(PgConn *t, IdSet *s, const char *sql, bool skipped, bool hashes)
 {
 	if (!pg_copy_out_start(t, sql))
 		return false;
 	char *row;
 	int n;
 	while ((n = pg_copy_out_row(t, &row)) > 0) {
-		char *f[3];
-		size_t l[3];
-		int nf = copytext_split(row, (size_t)n, f, l, 3);
+		char *f[4];
+		size_t l[4];
+		int nf = copytext_split(row, (size_t)n, f, l, 4);
 		Key k;
 		unsigned char u[16] = {0};
 		IdKind kind = skipped ? ID_SKIPPED : ID_ROW;
+		int hi = skipped ? 1 : 3;
 		if (nf >= 1 && f[0] && key_parse(f[0], &k)) {
-			if (!skipped && nf == 3 && f[1] && f[2]) {
+			if (!skipped && nf >= 3 && f[1] && f[2]) {
 				uuid_parse(f[1], u);
 				id_kind_parse(f[2], &kind);
 			}
-			/* A skip never hides a migrated row: merged/retried keys stay migrated. */
-			if (!skipped || !idset_get(s, &k, NULL, NULL))
+			/* A skip never hides a migrated row: merged/retried keys stay migrated. A
+			 * placeholder standing in for a skipped row keeps the skip's hash. */
+			IdKind have;
+			bool present = skipped && idset_get(s, &k, NULL, &have);
+			if (!present)
 				idset_put(s, &k, u, kind);
+			else if (hashes && have == ID_STUB)
+				idset_mark_skipped(s, &k);
+			unsigned long long h;
+			if ((!present || (hashes && have == ID_STUB)) && hashes && nf > hi && f[hi] &&
+			    sscanf(f[hi], "%16llx", &h) == 1)
+				idset_set_hash(s, &k, (uint64_t)h);
 		}
 		PQfreemem(row);
 	}
 	return n == 0;
 }
 
-IdSet *control_load_idset(PgConn *t, const char *entity)
+/* Keys of the entity with an open skip or warning about a parent that is now migrated. */
+#define CAUSE_MOVED                                                                                          \
+	"SELECT DISTINCT w.old_key FROM edumig.skips w JOIN edumig.id_map pm ON pm.entity = w.cause_entity "   \
+	"AND pm.old_key = w.cause_key AND pm.kind <> 'stub' WHERE w.entity = current_setting('edumig.entity') " \
+	"AND w.resolved_at IS NULL AND w.reason IN ('missing_reference', 'parent_skipped', 'parent_stubbed')"
+
+IdSet *control_load_idset(PgConn *t, const char *entity, bool hashes)
 {
 	if (!pg_set_setting(t, "edumig.entity", entity))
 		return NULL;
@@ -241,15 +264,25 @@ IdSet *control_load_idset(PgConn *t, const char *entity)
 			    1, p, &n))
 		return NULL;
 	IdSet *s = idset_create((size_t)strtoll(n, NULL, 10) + 64);
+	/* With @hashes, a row skipped or warned about because of a parent that has been
+	 * migrated since gets no hash: a delta run then takes it as changed (--update re-reads
+	 * it, so the dependants of a late parent move or get their reference). */
 	if (!load_into(t, s,
-		       "COPY (SELECT old_key, new_id, kind FROM edumig.id_map "
-		       "WHERE entity = current_setting('edumig.entity')) TO STDOUT",
-		       false) ||
+		       hashes ? "COPY (SELECT m.old_key, m.new_id, m.kind, CASE WHEN c.old_key IS NULL THEN m.row_hash END "
+				"FROM edumig.id_map m LEFT JOIN (" CAUSE_MOVED ") c ON c.old_key = m.old_key "
+				"WHERE m.entity = current_setting('edumig.entity')) TO STDOUT"
+			      : "COPY (SELECT old_key, new_id, kind FROM edumig.id_map "
+				"WHERE entity = current_setting('edumig.entity')) TO STDOUT",
+		       false, hashes) ||
 	    !load_into(t, s,
-		       "COPY (SELECT DISTINCT old_key FROM edumig.skips "
-		       "WHERE entity = current_setting('edumig.entity') AND severity = 'error' "
-		       "AND resolved_at IS NULL AND old_key IS NOT NULL) TO STDOUT",
-		       true)) {
+		       !hashes ? "COPY (SELECT DISTINCT old_key FROM edumig.skips "
+				 "WHERE entity = current_setting('edumig.entity') AND severity = 'error' "
+				 "AND resolved_at IS NULL AND old_key IS NOT NULL) TO STDOUT" :
+		       "COPY (SELECT s.old_key, CASE WHEN bool_or(c.old_key IS NOT NULL) THEN NULL "
+		       "ELSE max(s.row_hash) END FROM edumig.skips s LEFT JOIN (" CAUSE_MOVED ") c ON c.old_key = s.old_key "
+		       "WHERE s.entity = current_setting('edumig.entity') AND s.severity = 'error' "
+		       "AND s.resolved_at IS NULL AND s.old_key IS NOT NULL GROUP BY s.old_key) TO STDOUT",
+		       true, hashes)) {
 		idset_destroy(s);
 		return NULL;
 	}

@@ -12,6 +12,7 @@
 
 #include "edumig/config.h"
 #include "edumig/control.h"
+#include "edumig/delta.h"
 #include "edumig/copytext.h"
 #include "edumig/log.h"
 #include "edumig/mem.h"
@@ -283,6 +284,43 @@ out:
 }
 
 /*
+ * --apply-deletes, once every phase of the run is through: children before parents, under
+ * the locks of every phase it touches, recorded as a run of its own.
+ */
+static int apply_deletes(const EngineOptions *o, const Config *cfg, PgConn *t)
+{
+	int from = o->all ? cfg->phases[0].number : o->phase;
+	int to = o->all ? cfg->phases[cfg->n_phases - 1].number : o->phase;
+	int locked = 0, rc = EXIT_OK_;
+	int64_t run_id = 0;
+	for (size_t p = 0; p < cfg->n_phases; p++) {
+		int n = cfg->phases[p].number;
+		if (n < from || n > to)
+			continue;
+		if (!control_lock_phase(t, n)) {
+			rc = EXIT_SERVER;
+			goto out;
+		}
+		locked = n;
+	}
+	if (!control_run_start(t, "run --apply-deletes", o->all ? 0 : o->phase, config_hash(cfg), &run_id)) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
+	int64_t blocked = delta_apply_deletes(t, cfg, from, to, run_id);
+	if (blocked < 0)
+		rc = EXIT_SERVER;
+	control_run_finish(t, run_id, rc == EXIT_OK_ ? "done" : "failed", NULL);
+out:
+	for (size_t p = 0; p < cfg->n_phases && locked; p++) {
+		int n = cfg->phases[p].number;
+		if (n >= from && n <= locked)
+			control_unlock_phase(t, n);
+	}
+	return rc;
+}
+
+/*
  * What a real run would do, read back before the dry run's transaction is rolled back:
  * per entity and per reason, and the skip rows as CSV for the data owners.
  */
@@ -357,6 +395,12 @@ int engine_run(const EngineOptions *o)
 		config_free(cfg);
 		return EXIT_USAGE;
 	}
+	if (o->w.dry_run && o->w.apply_deletes) {
+		fprintf(stderr, "edumig run: --apply-deletes cannot be combined with --dry-run (a dry run deletes nothing; "
+				"`edumig status` lists the rows gone from the source)\n");
+		config_free(cfg);
+		return EXIT_USAGE;
+	}
 	PgConn s, t;
 	int rc = open_checked(o, cfg, &s, &t);
 	if (rc == EXIT_SERVER) {
@@ -389,6 +433,8 @@ int engine_run(const EngineOptions *o)
 			continue;
 		rc = run_phase(o, cfg, &s, &t, ph);
 	}
+	if (rc == EXIT_OK_ && o->w.apply_deletes)
+		rc = apply_deletes(o, cfg, &t);
 	if (o->w.dry_run) {
 		if (rc == EXIT_OK_ || rc == EXIT_SKIPS)
 			dry_run_report(o, cfg, &t, first_run);
@@ -422,6 +468,21 @@ static void print_status_table(const EntityStatus *st, size_t n)
 			printf("  %-22s %-28s %10" PRId64 "  %s\n", st[i].m->entity, st[i].m->filters[f].name,
 			       st[i].cp.filtered[f], st[i].m->filters[f].description ? st[i].m->filters[f].description : "");
 		}
+	any = false;
+	for (size_t i = 0; i < n; i++) {
+		const Checkpoint *cp = &st[i].cp;
+		if (!cp->gone && !cp->changed && !cp->updated)
+			continue;
+		if (!any)
+			printf("\ndelta runs:\n  %-22s %10s %10s %10s\n", "entity", "gone", "changed", "updated");
+		any = true;
+		printf("  %-22s %10" PRId64 " %10" PRId64 " %10" PRId64 "\n", st[i].m->entity, cp->gone, cp->changed,
+		       cp->updated);
+	}
+	if (any)
+		printf("  gone: legacy rows no longer in the source, still in the target (edumig.source_gone lists them;\n"
+		       "        `run --apply-deletes` removes them); changed: source rows changed since they moved,\n"
+		       "        left as they are (`run --update` rewrites them); updated: rows rewritten so far\n");
 }
 
 /* A count from @sql with one text parameter; -1 after logging on failure. */
@@ -591,7 +652,7 @@ static int with_status(const EngineOptions *o, bool verify)
 		printf("%-22s %10" PRId64 " %10" PRId64 " %10" PRId64 " %10" PRId64 " %11" PRId64 "  %s\n", es->m->entity,
 		       es->source, es->filtered, es->cp.migrated, es->cp.skipped, es->unaccounted, verdict);
 	}
-	printf("\naccounting identity (source = filtered + migrated + skipped): %s\n",
+	printf("\naccounting identity (source = filtered + migrated + skipped - gone from the source): %s\n",
 	       failed ? "FAILED" : "holds for every entity");
 	int bad = verify_links(&t, cfg);
 	if (bad < 0) {

@@ -98,8 +98,12 @@ bool id_kind_parse(const char *s, IdKind *out)
 typedef struct Slot {
 	Key key;
 	unsigned char uuid[16];
+	uint64_t row_hash;        /* delta runs: the source row's hash as last migrated/skipped */
 	uint8_t kind;
 	uint8_t used;
+	uint8_t has_hash;
+	uint8_t seen;             /* delta runs: the key was met in the source */
+	uint8_t skipped_too;      /* a placeholder whose own legacy row was skipped */
 } Slot;
 
 struct IdSet {
@@ -189,6 +193,51 @@ bool idset_get(const IdSet *s, const Key *k, unsigned char uuid[16], IdKind *kin
 	if (kind)
 		*kind = (IdKind)sl->kind;
 	return true;
+}
+
+void idset_set_hash(IdSet *s, const Key *k, uint64_t row_hash)
+{
+	Slot *sl = find(s, k);
+	if (sl->used) {
+		sl->row_hash = row_hash;
+		sl->has_hash = 1;
+	}
+}
+
+void idset_mark_skipped(IdSet *s, const Key *k)
+{
+	Slot *sl = find(s, k);
+	if (sl->used)
+		sl->skipped_too = 1;
+}
+
+SeenState idset_see(IdSet *s, const Key *k, SeenInfo *info)
+{
+	Slot *sl = find(s, k);
+	if (!sl->used)
+		return SEEN_ABSENT;
+	SeenState st = sl->seen ? SEEN_AGAIN : SEEN_FIRST;
+	sl->seen = 1;
+	info->kind = (IdKind)sl->kind;
+	info->row_hash = sl->row_hash;
+	info->has_hash = sl->has_hash;
+	info->skipped_too = sl->skipped_too;
+	return st;
+}
+
+bool idset_next_unseen(const IdSet *s, size_t *pos, Key *k, unsigned char uuid[16], IdKind *kind)
+{
+	for (; *pos < s->cap; (*pos)++) {
+		const Slot *sl = &s->slots[*pos];
+		if (sl->used && !sl->seen) {
+			*k = sl->key;
+			memcpy(uuid, sl->uuid, 16);
+			*kind = (IdKind)sl->kind;
+			(*pos)++;
+			return true;
+		}
+	}
+	return false;
 }
 
 size_t idset_count(const IdSet *s)

@@ -143,6 +143,7 @@ static bool undo_entity(PgConn *t, const Mapping *m, int phase, int64_t *rows)
 	ok = ok && exec1(t, "DELETE FROM edumig.id_map WHERE entity = $1 AND kind <> 'stub'", 1, pe) &&
 	     exec1(t, "DELETE FROM edumig.skips WHERE entity = $1", 1, pe) &&
 	     exec1(t, "DELETE FROM edumig.deferred_refs WHERE entity = $1", 1, pe) &&
+	     exec1(t, "DELETE FROM edumig.source_gone WHERE entity = $1", 1, pe) &&
 	     exec1(t, "DELETE FROM edumig.checkpoints WHERE entity = $1", 1, pe);
 	/* Placeholders that undone phases created in this entity's table (this entity may
 	 * itself stay: they go with the phase whose rows needed them). */

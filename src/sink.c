@@ -66,8 +66,44 @@ void sink_init(Sink *s, PgConn *t, const Config *cfg, int entity, int part, int6
 	free(cols);
 }
 
+void sink_init_update(Sink *s)
+{
+	s->update = true;
+	const char **cols = xcalloc(s->m->n_cols + 1, sizeof *cols);
+	size_t n = rules_target_columns(s->m, cols, s->m->n_cols);
+	AUTOFREE char *qt = pg_qualified(s->t, s->m->target_schema, s->m->target_table);
+	AUTOFREE char *stage_name = xasprintf("edumig_stage_%d", s->entity);
+	AUTOFREE char *stage = pg_qualified(s->t, "pg_temp", stage_name);
+	AUTOFREE char *qid = pg_ident(s->t, s->m->id_column);
+	StrBuf list = {0}, set = {0};
+	for (size_t i = 0; i < n; i++) {
+		AUTOFREE char *q = pg_ident(s->t, cols[i]);
+		sb_printf(&list, "%s%s", i ? ", " : "", q);
+		if (strcmp(cols[i], s->m->id_column) != 0)
+			sb_printf(&set, "%s%s = EXCLUDED.%s", set.len ? ", " : "", q, q);
+	}
+	/* The stage has exactly the mapped columns, with the target's types and no constraints. */
+	s->stage_setup = xasprintf("CREATE TEMP TABLE IF NOT EXISTS %s ON COMMIT DELETE ROWS AS SELECT %s FROM %s "
+				   "WITH NO DATA; CREATE TEMP TABLE IF NOT EXISTS edumig_idmap_stage ON COMMIT DELETE ROWS "
+				   "AS SELECT entity, old_key, new_id, kind, merged_into, phase, run_id, row_hash "
+				   "FROM edumig.id_map WITH NO DATA",
+				   stage, sb_str(&list), qt);
+	s->copy_stage = copy_sql(s->t, "pg_temp", stage_name, cols, n);
+	s->upsert_rows = xasprintf("INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT (%s) DO %s%s", qt, sb_str(&list),
+				   sb_str(&list), stage, qid, set.len ? "UPDATE SET " : "NOTHING", sb_str(&set));
+	s->clear_stage = xasprintf("DELETE FROM %s", stage);
+	sb_free(&list);
+	sb_free(&set);
+	free(cols);
+}
+
 void sink_free(Sink *s)
 {
+	free(s->stage_setup);
+	free(s->copy_stage);
+	free(s->upsert_rows);
+	free(s->clear_stage);
+	sb_free(&s->resolved);
 	free(s->copy_rows);
 	sb_free(&s->buf);
 	sb_free(&s->log);
@@ -110,14 +146,19 @@ static char *safe_detail(const Sink *s, const PgError *err)
 
 /* Tries one COPY in a savepoint; true when it went in. *fatal is set when the failure is
  * not the data's fault. */
-static bool copy_in_savepoint(Sink *s, const char *sql, const char *data, size_t len, PgError *err, bool *fatal)
+static bool copy_in_savepoint(Sink *s, const char *sql, const char *data, size_t len, PgError *err, bool *fatal,
+			      bool staged)
 {
 	*fatal = false;
 	if (!pg_exec(s->t, "SAVEPOINT edumig_rows", NULL)) {
 		*fatal = true;
 		return false;
 	}
-	if (copy_data(s, sql, data, len, err)) {
+	/* An update batch lands in the stage table first; the upsert is where the target's
+	 * constraints speak, so it belongs to the same savepoint. */
+	if (copy_data(s, sql, data, len, err) &&
+	    (!staged || (pg_exec_params(s->t, s->upsert_rows, 0, NULL, err) &&
+			 pg_exec_params(s->t, s->clear_stage, 0, NULL, err)))) {
 		if (!pg_exec(s->t, "RELEASE SAVEPOINT edumig_rows", NULL))
 			*fatal = true;
 		return !*fatal;
@@ -140,6 +181,8 @@ static Issue *reject_row(Sink *s, Batch *b, size_t row)
 	Issue *i = batch_add_issue(b, kt, (int)row);
 	i->reason = skip_reason_code(REASON_TARGET_REJECTED);
 	i->severity = SEV_ERROR;
+	i->row_hash = br->hash;
+	i->has_row_hash = true;
 	if (br->owner[0]) {
 		i->owner_entity = s->m->owner_entity;
 		i->owner_key = xstrdup(br->owner);
@@ -176,7 +219,7 @@ static bool write_stubs(Sink *s, Batch *b)
 				sb_puts(&s->buf, b->stubs[k].line);
 		PgError err = {0};
 		bool fatal;
-		if (copy_in_savepoint(s, sql, s->buf.data, s->buf.len, &err, &fatal)) {
+		if (copy_in_savepoint(s, sql, s->buf.data, s->buf.len, &err, &fatal, false)) {
 			pg_error_clear(&err);
 			continue;
 		}
@@ -187,7 +230,7 @@ static bool write_stubs(Sink *s, Batch *b)
 			Stub *st = &b->stubs[k];
 			if (st->rule != r)
 				continue;
-			if (copy_in_savepoint(s, sql, st->line, strlen(st->line), &err, &fatal)) {
+			if (copy_in_savepoint(s, sql, st->line, strlen(st->line), &err, &fatal, false)) {
 				pg_error_clear(&err);
 				continue;
 			}
@@ -249,7 +292,7 @@ static bool copy_range(Sink *s, Batch *b, size_t lo, size_t hi)
 	}
 	PgError err = {0};
 	bool fatal;
-	bool in = copy_in_savepoint(s, s->copy_rows, data, len, &err, &fatal);
+	bool in = copy_in_savepoint(s, s->update ? s->copy_stage : s->copy_rows, data, len, &err, &fatal, s->update);
 	sb_free(&sel);
 	if (in || fatal) {
 		pg_error_clear(&err);
@@ -353,10 +396,31 @@ static bool write_idmap(Sink *s, Batch *b)
 	if (s->buf.len == 0)
 		return true;
 	PgError err = {0};
-	bool ok = copy_data(s,
-			    "COPY edumig.id_map (entity, old_key, new_id, kind, merged_into, phase, run_id, row_hash) "
-			    "FROM STDIN",
-			    s->buf.data, s->buf.len, &err);
+	bool ok;
+	if (s->update) {
+		/* Rewritten rows keep their id-map row and its first run; hash, kind (a placeholder
+		 * becomes a row) and the updating run change. */
+		char run[32];
+		snprintf(run, sizeof run, "%lld", (long long)s->run_id);
+		const char *p[] = {run};
+		ok = copy_data(s,
+			       "COPY pg_temp.edumig_idmap_stage (entity, old_key, new_id, kind, merged_into, phase, run_id, "
+			       "row_hash) FROM STDIN",
+			       s->buf.data, s->buf.len, &err) &&
+		     pg_exec_params(s->t,
+				    "INSERT INTO edumig.id_map (entity, old_key, new_id, kind, merged_into, phase, run_id, row_hash) "
+				    "SELECT entity, old_key, new_id, kind, merged_into, phase, run_id, row_hash "
+				    "FROM pg_temp.edumig_idmap_stage ON CONFLICT (entity, old_key) DO UPDATE SET "
+				    "new_id = EXCLUDED.new_id, kind = EXCLUDED.kind, merged_into = EXCLUDED.merged_into, "
+				    "phase = EXCLUDED.phase, row_hash = EXCLUDED.row_hash, updated_by_run = $1::bigint",
+				    1, p, &err) &&
+		     pg_exec_params(s->t, "DELETE FROM pg_temp.edumig_idmap_stage", 0, NULL, &err);
+	} else {
+		ok = copy_data(s,
+			       "COPY edumig.id_map (entity, old_key, new_id, kind, merged_into, phase, run_id, row_hash) "
+			       "FROM STDIN",
+			       s->buf.data, s->buf.len, &err);
+	}
 	if (!ok) {
 		log_error("[TARGET] [%s] %s: writing the id map: %s%s%s", err.sqlstate, s->m->entity, err.message,
 			  err.detail ? " — " : "", err.detail ? err.detail : "");
@@ -398,23 +462,47 @@ static bool issue_live(const Batch *b, const Issue *i)
 	if (i->dropped)
 		return false;
 	/* A warning about a row the target then rejected no longer describes anything. */
-	if (i->severity == SEV_WARNING && i->row >= 0 && b->rows[i->row].rejected)
+	if (i->severity == SEV_WARNING && i->row >= 0 && b->rows[i->row].rejected && !i->update_refused)
 		return false;
 	return true;
 }
 
-static bool resolve_old_skips(Sink *s)
+static bool resolve_keys(Sink *s, const char *keys);
+
+static bool resolve_old_skips(Sink *s, const Batch *b)
 {
-	if (!s->resolve_keys)
-		return true;
+	const char *keys = s->resolve_keys;
+	if (s->update) {
+		/* Placeholders' skipped rows read again: their old skips go whatever became of them. */
+		if (keys && !resolve_keys(s, keys))
+			return false;
+		/* What was recorded about a row the update rewrote describes a version that is gone. */
+		sb_reset(&s->resolved);
+		sb_putc(&s->resolved, '{');
+		for (size_t i = 0; i < b->n_rows; i++) {
+			if (b->rows[i].rejected)
+				continue;
+			char kt[KEY_TEXT_MAX];
+			key_format(&b->rows[i].key, kt);
+			sb_printf(&s->resolved, "%s\"%s\"", s->resolved.len > 1 ? "," : "", kt);
+		}
+		sb_putc(&s->resolved, '}');
+		keys = s->resolved.len > 2 ? s->resolved.data : NULL;
+	}
+	return !keys || resolve_keys(s, keys);
+}
+
+/* Marks the open skips of @keys (a text[] literal) resolved by this run. */
+static bool resolve_keys(Sink *s, const char *keys)
+{
 	char run[32];
 	snprintf(run, sizeof run, "%lld", (long long)s->run_id);
-	const char *p[] = {run, s->m->entity, s->resolve_keys};
+	const char *p[] = {run, s->m->entity, keys};
 	PgError err = {0};
 	bool ok = pg_exec_params(s->t,
 				 "UPDATE edumig.skips s SET resolved_at = now(), resolved_by_run = $1::bigint, "
 				 "resolution = CASE WHEN EXISTS (SELECT 1 FROM edumig.id_map m WHERE m.entity = s.entity "
-				 "AND m.old_key = s.old_key) THEN 'migrated' ELSE 'superseded' END "
+				 "AND m.old_key = s.old_key AND m.kind <> 'stub') THEN 'migrated' ELSE 'superseded' END "
 				 "WHERE s.entity = $2 AND s.old_key = ANY($3::text[]) AND s.resolved_at IS NULL "
 				 "AND s.reason NOT IN ('duplicate_source_key', 'null_source_key')",
 				 3, p, &err);
@@ -427,7 +515,7 @@ static bool resolve_old_skips(Sink *s)
 
 static bool write_skips(Sink *s, Batch *b)
 {
-	if (!resolve_old_skips(s))
+	if (!resolve_old_skips(s, b))
 		return false;
 	sb_reset(&s->buf);
 	sb_reset(&s->log);
@@ -444,8 +532,8 @@ static bool write_skips(Sink *s, Batch *b)
 	PgError err = {0};
 	bool ok = copy_data(s,
 			    "COPY edumig.skips (run_id, phase, entity, old_key, reason, severity, column_name, "
-			    "source_value, detail, sqlstate, constraint_name, cause_entity, cause_key, owner_entity, owner_key) "
-			    "FROM STDIN",
+			    "source_value, detail, sqlstate, constraint_name, cause_entity, cause_key, owner_entity, owner_key, "
+			    "row_hash) FROM STDIN",
 			    s->buf.data, s->buf.len, &err);
 	if (!ok) {
 		log_error("[TARGET] [%s] %s: writing the skip log: %s", err.sqlstate, s->m->entity, err.message);
@@ -454,13 +542,36 @@ static bool write_skips(Sink *s, Batch *b)
 	return ok;
 }
 
+/*
+ * In an update batch, a rewrite the target refuses leaves the row as an earlier run wrote it:
+ * the refusal is a warning on a migrated row, not a skip (a placeholder being replaced by its
+ * real row is the exception: that row did not migrate).
+ */
+static void keep_old_versions(Batch *b, size_t from)
+{
+	for (size_t k = from; k < b->n_issues; k++) {
+		Issue *i = &b->issues[k];
+		if (i->row < 0 || b->rows[i->row].upgrade || i->severity != SEV_ERROR)
+			continue;
+		i->severity = SEV_WARNING;
+		i->update_refused = true;
+		char *d = xasprintf("update not applied, the target keeps the version migrated earlier: %s",
+				    i->detail ? i->detail : "");
+		free(i->detail);
+		i->detail = d;
+	}
+}
+
 static bool write_attempt(Sink *s, Batch *b, Checkpoint *cp)
 {
 	testhook_point("batch_begin");
 	if (!tx_begin(s))
 		return false;
-	bool ok = write_stubs(s, b) && (b->n_rows == 0 || copy_range(s, b, 0, b->n_rows)) &&
-		  drop_unused_stubs(s, b, s->sets);
+	size_t n_issues = b->n_issues;
+	bool ok = (!s->update || pg_exec(s->t, s->stage_setup, NULL)) && write_stubs(s, b) &&
+		  (b->n_rows == 0 || copy_range(s, b, 0, b->n_rows)) && drop_unused_stubs(s, b, s->sets);
+	if (ok && s->update)
+		keep_old_versions(b, n_issues);
 	testhook_point("batch_after_rows");
 	ok = ok && write_idmap(s, b) && write_deferred(s, b);
 	testhook_point("batch_after_idmap");
@@ -473,17 +584,27 @@ static bool write_attempt(Sink *s, Batch *b, Checkpoint *cp)
 				rejected++;
 				continue;
 			}
+			if (s->update && !r->upgrade) {
+				/* A rewrite of a row counted as migrated already; warnings are
+				 * recounted at the end of the delta run. */
+				cp->updated++;
+				continue;
+			}
 			migrated++;
 			if (r->warned)
 				warned++;
 			if (r->kind == ID_MERGED)
 				merged++;
 		}
+		if (s->update)
+			for (size_t i = 0; i < b->n_rows; i++)
+				if (b->rows[i].rejected && !b->rows[i].upgrade)
+					rejected--;
 		cp->read += b->read;
 		cp->migrated += migrated;
 		cp->warned += warned;
 		cp->merged += merged;
-		cp->skipped += b->skipped + rejected;
+		cp->skipped += b->skipped + rejected - b->reread_skipped;
 		for (size_t k = 0; k < b->n_stubs; k++)
 			if (!b->stubs[k].rejected && !b->stubs[k].dropped)
 				cp->stubs++;

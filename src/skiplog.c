@@ -143,7 +143,10 @@ void issue_copy_line(StrBuf *b, const Issue *i, int64_t run_id, int phase, const
 	put_opt(b, i->owner_entity);
 	sb_putc(b, '\t');
 	put_opt(b, i->owner_key);
-	sb_putc(b, '\n');
+	if (i->has_row_hash)
+		sb_printf(b, "\t%016llx\n", (unsigned long long)i->row_hash);
+	else
+		sb_puts(b, "\t\\N\n");
 }
 
 void json_put_string(StrBuf *b, const char *s, size_t n)

@@ -33,7 +33,9 @@ bool status_collect(PgConn *s, PgConn *t, const Config *cfg, EntityStatus *st, b
 			es->source = strtoll(cnt, NULL, 10);
 			for (size_t f = 0; f < es->m->n_filters; f++)
 				es->filtered += es->cp.filtered[f];
-			es->unaccounted = es->source - es->filtered - es->cp.migrated - es->cp.skipped;
+			/* Rows gone from the source are still counted as migrated or skipped until
+			 * --apply-deletes removes them. */
+			es->unaccounted = es->source - es->filtered - es->cp.migrated - es->cp.skipped + es->cp.gone;
 			es->state = !es->has_cp ? "not started" : es->cp.done ? "done" : "in progress";
 		}
 	}
@@ -67,9 +69,11 @@ void status_json(const EntityStatus *st, size_t n, StrBuf *out)
 			  ",\"phase\":%d,\"source_rows\":%" PRId64 ",\"filtered\":%" PRId64 ",\"migrated\":%" PRId64
 			  ",\"warned\":%" PRId64 ",\"merged\":%" PRId64 ",\"skipped\":%" PRId64 ",\"unaccounted\":%" PRId64
 			  ",\"placeholders\":%" PRId64 ",\"batches\":%" PRId64 ",\"seconds\":%.3f,\"rows_per_second\":%.0f,"
-			  "\"state\":",
+			  "\"gone_from_source\":%" PRId64 ",\"changed_not_applied\":%" PRId64 ",\"updated\":%" PRId64
+			  ",\"state\":",
 			  es->m->phase, es->source, es->filtered, es->cp.migrated, es->cp.warned, es->cp.merged,
-			  es->cp.skipped, es->unaccounted, es->cp.stubs, es->cp.batches, es->cp.seconds, rate);
+			  es->cp.skipped, es->unaccounted, es->cp.stubs, es->cp.batches, es->cp.seconds, rate, es->cp.gone,
+			  es->cp.changed, es->cp.updated);
 		json_put_string(&b, es->state, strlen(es->state));
 		sb_puts(&b, ",\"filters\":{");
 		for (size_t f = 0; f < es->m->n_filters; f++) {

@@ -14,10 +14,12 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <uuid/uuid.h>
 
 #include "edumig/batch.h"
 #include "edumig/control.h"
 #include "edumig/copytext.h"
+#include "edumig/delta.h"
 #include "edumig/idmap.h"
 #include "edumig/log.h"
 #include "edumig/mem.h"
@@ -62,6 +64,17 @@ typedef struct Loop {
 	int64_t total;            /* source rows, when counted for the ETA; -1 otherwise */
 	int64_t read_this_run;
 	double secs_before;
+	/* Delta runs (an entity done before): every source row is compared with the id map. */
+	bool delta;
+	Batch ub;                 /* rewrites of changed rows and replaced placeholders */
+	Sink usink;
+	StrBuf reread;            /* text[] of the earlier-skipped keys the insert batch re-reads */
+	int64_t *scan_filtered;   /* rows of unknown keys that match each filter, this scan */
+	int64_t changed;          /* changed rows left as they are (no --update) */
+	int64_t updated_before;
+	SeenInfo seen;            /* what the id map said about the row being classified */
+	bool unique;              /* the source key is declared unique */
+	StrBuf ureread;           /* text[] of the skipped keys behind placeholders the update batch re-reads */
 } Loop;
 
 /* Releases what an entity's loop holds (run and retry alike). */
@@ -78,28 +91,37 @@ static void loop_free(Loop *l)
 	free(l->len);
 	batch_free(&l->b);
 	sink_free(&l->sink);
+	if (l->delta) {
+		batch_free(&l->ub);
+		sink_free(&l->usink);
+	}
+	sb_free(&l->reread);
+	sb_free(&l->ureread);
+	free(l->scan_filtered);
 	checkpoint_free(&l->cp);
 }
 
-/* Loads the id sets the mapping's references (and merges) need. */
+/* Loads the id sets the mapping's references (and merges, and delta runs) need. */
 static bool load_sets(Loop *l)
 {
+	/* The entity's own set first: a delta run needs its hashes, which a self-reference's
+	 * load would leave out. */
+	if ((l->m->merge || l->delta) && !l->sets[l->entity]) {
+		l->sets[l->entity] = control_load_idset(l->tgt, l->m->entity, l->delta);
+		if (!l->sets[l->entity])
+			return false;
+	}
 	for (size_t c = 0; c < l->m->n_cols; c++) {
 		const ColumnRule *r = &l->m->cols[c];
 		if (r->kind != RULE_REF || l->sets[r->ref_entity_index])
 			continue;
 		const char *pe = l->cfg->mappings[r->ref_entity_index].entity;
-		l->sets[r->ref_entity_index] = control_load_idset(l->tgt, pe);
+		l->sets[r->ref_entity_index] = control_load_idset(l->tgt, pe, false);
 		if (!l->sets[r->ref_entity_index])
 			return false;
 		log_debug("%s: %zu keys of %s loaded (%zu KiB)", l->m->entity,
 			  idset_count(l->sets[r->ref_entity_index]), pe,
 			  idset_bytes(l->sets[r->ref_entity_index]) / 1024);
-	}
-	if (l->m->merge && !l->sets[l->entity]) {
-		l->sets[l->entity] = control_load_idset(l->tgt, l->m->entity);
-		if (!l->sets[l->entity])
-			return false;
 	}
 	return true;
 }
@@ -132,11 +154,11 @@ static void stop_message(Loop *l);
  * at most o->retries times). After a lost connection it reconnects, takes the phase's lock
  * again, and reads the checkpoint back: if the interrupted COMMIT landed, the batch is done.
  */
-static bool write_batch(Loop *l)
+static bool write_batch_to(Loop *l, Sink *sink, Batch *b)
 {
 	int64_t batches = l->cp.batches;
 	for (int attempt = 0;; attempt++) {
-		if (sink_write_batch(&l->sink, &l->b, &l->cp))
+		if (sink_write_batch(sink, b, &l->cp))
 			return true;
 		if (!pg_failure_transient(l->tgt) || attempt >= l->o->retries) {
 			if (attempt >= l->o->retries && pg_failure_transient(l->tgt))
@@ -166,6 +188,39 @@ static bool write_batch(Loop *l)
 			checkpoint_free(&now);
 		}
 	}
+}
+
+/* Writes the insert batch and, in a delta run, the update batch (each its own transaction:
+ * a delta run is idempotent, so what one of them committed is simply not found changed
+ * again). */
+static bool write_batch(Loop *l)
+{
+	if (l->delta && l->reread.len) {
+		sb_putc(&l->reread, '}');
+		l->sink.resolve_keys = l->reread.data;
+	}
+	bool ok = (l->b.read == 0 && l->b.n_rows == 0 && l->b.n_issues == 0 && l->b.reread_skipped == 0 && l->delta) ||
+		  write_batch_to(l, &l->sink, &l->b);
+	l->sink.resolve_keys = NULL;
+	if (ok)
+		sb_reset(&l->reread);
+	else if (l->reread.len)
+		l->reread.data[--l->reread.len] = '\0';
+	if (ok && l->delta && (l->ub.n_rows || l->ub.n_issues || l->ub.reread_skipped)) {
+		if (l->ureread.len) {
+			sb_putc(&l->ureread, '}');
+			l->usink.resolve_keys = l->ureread.data;
+		}
+		ok = write_batch_to(l, &l->usink, &l->ub);
+		l->usink.resolve_keys = NULL;
+		if (ok) {
+			batch_reset(&l->ub);
+			sb_reset(&l->ureread);
+		} else if (l->ureread.len) {
+			l->ureread.data[--l->ureread.len] = '\0';
+		}
+	}
+	return ok;
 }
 
 /* Commits the batch. Returns 1 committed, 0 failed, 2 committed but --max-skips exceeded. */
@@ -229,10 +284,134 @@ static bool row_key(const Loop *l, Key *key)
 	return true;
 }
 
+typedef enum DeltaClass {
+	DELTA_NEW,                /* a key the id map has never heard of: migrated as in any run */
+	DELTA_SAME,               /* met before and unchanged (or a further row of such a key) */
+	DELTA_UPDATE,             /* changed since it migrated, or a placeholder's real row: rewritten */
+	DELTA_REREAD,             /* skipped before and changed since (or its cause moved): read again */
+	DELTA_MAYBE,              /* migrated, and this row differs; with a non-unique key a later row
+	                           * of the key may be the one that migrated: decided at the next key */
+} DeltaClass;
+
+/* Where a source row of a delta run goes, from its key's state in the id map and skip log. */
+static DeltaClass delta_class(Loop *l, const Key *key, uint64_t h, int filter)
+{
+	SeenInfo si;
+	SeenState st = idset_see(l->sets[l->entity], key, &si);
+	l->seen = si;
+	if (st == SEEN_ABSENT)
+		return DELTA_NEW;
+	if (st == SEEN_AGAIN)
+		return DELTA_SAME;
+	if (si.kind == ID_STUB && !si.skipped_too)
+		/* The legacy row a placeholder stood for has arrived. */
+		return filter >= 0 ? DELTA_SAME : DELTA_UPDATE;
+	if (si.has_hash && si.row_hash == h)
+		return DELTA_SAME;
+	if (si.kind == ID_SKIPPED || si.kind == ID_STUB) {
+		/* Skipped before (a placeholder may stand in for it); changed, or its cause moved. */
+		if (!l->o->update) {
+			l->changed++;
+			return DELTA_SAME;
+		}
+		return si.kind == ID_STUB ? DELTA_UPDATE : DELTA_REREAD;
+	}
+	if (!l->unique)
+		return DELTA_MAYBE;
+	/* A migrated row that now matches a filter stays as it is, counted as changed. */
+	if (!l->o->update || filter >= 0) {
+		l->changed++;
+		return DELTA_SAME;
+	}
+	return DELTA_UPDATE;
+}
+
+/* Runs the rules on a changed row into the update batch. */
+static void apply_update(Loop *l, const RowInput *in)
+{
+	size_t rows_before = l->ub.n_rows, issues_before = l->ub.n_issues;
+	bool upgrade = l->seen.kind == ID_STUB;
+	bool ok = rules_apply(&l->rc, in, &l->ub);
+	if (l->ub.n_rows > rows_before)
+		l->ub.rows[rows_before].upgrade = upgrade;
+	if (upgrade) {
+		/* The legacy row a placeholder stood for: a new row in every respect, or one
+		 * skipped before and read again. */
+		if (l->seen.skipped_too) {
+			sb_printf(&l->ureread, "%s\"%s\"", l->ureread.len ? "," : "{", in->key_text);
+			l->ub.reread_skipped++;
+		} else {
+			l->ub.read++;
+			l->read_this_run++;
+		}
+		if (!ok)
+			l->ub.skipped++;
+		return;
+	}
+	if (ok)
+		return;
+	/* The new version does not pass: the target keeps the old one, and the owners hear why. */
+	for (size_t k = issues_before; k < l->ub.n_issues; k++) {
+		Issue *i = &l->ub.issues[k];
+		if (i->severity != SEV_ERROR) {
+			i->dropped = true;
+			continue;
+		}
+		i->severity = SEV_WARNING;
+		i->update_refused = true;
+		char *d = xasprintf("update not applied, the target keeps the version migrated earlier: %s",
+				    i->detail ? i->detail : "");
+		free(i->detail);
+		i->detail = d;
+	}
+}
+
+/* Tags the issues and row just added to @b with the row's owning unit (for split reports). */
+static void tag_owner(Loop *l, Batch *b, size_t issues_before, size_t rows_before)
+{
+	if (l->m->owner_col < 0)
+		return;
+	const char *ov = l->val[l->m->owner_col];
+	int64_t ok_;
+	if (!ov || !key_int(ov, &ok_))
+		return;
+	for (size_t k = issues_before; k < b->n_issues; k++) {
+		b->issues[k].owner_entity = l->m->owner_entity;
+		b->issues[k].owner_key = xstrdup(ov);
+	}
+	if (b->n_rows > rows_before)
+		snprintf(b->rows[rows_before].owner, sizeof b->rows[rows_before].owner, "%s", ov);
+}
+
+/*
+ * A DELTA_MAYBE row whose key's other rows did not include the migrated one: it is the
+ * changed row. @raw is its COPY text, split here again.
+ */
+static void settle_changed(Loop *l, StrBuf *raw, const Key *key, uint64_t h, const SeenInfo *seen)
+{
+	copytext_split(raw->data, raw->len, l->val, l->len, l->ncols);
+	int f = row_filter(l);
+	if (!l->o->update || f >= 0) {
+		l->changed++;
+		return;
+	}
+	char kt[KEY_TEXT_MAX];
+	key_format(key, kt);
+	RowInput in = {.val = l->val, .len = l->len, .key = key, .key_text = kt, .hash = h};
+	size_t issues_before = l->ub.n_issues, rows_before = l->ub.n_rows;
+	l->seen = *seen;
+	apply_update(l, &in);
+	for (size_t k = issues_before; k < l->ub.n_issues; k++) {
+		l->ub.issues[k].row_hash = h;
+		l->ub.issues[k].has_row_hash = true;
+	}
+	tag_owner(l, &l->ub, issues_before, rows_before);
+}
+
 /* Streams the rows; returns 1 done, 0 failed, 2 stopped by --max-skips. */
 static int stream(Loop *l, bool null_keys, bool unique)
 {
-	bool resume = !null_keys && l->cp.has_last_key;
+	bool resume = !null_keys && !l->delta && l->cp.has_last_key;
 	if (resume) {
 		Key k;
 		if (!key_parse(l->cp.last_key, &k) || k.n != l->m->n_key) {
@@ -252,14 +431,26 @@ static int stream(Loop *l, bool null_keys, bool unique)
 	int n;
 	int st = 1;
 	/* The last key that went through the rules: a second row with it is a duplicate. */
-	Key processed = {0};
-	bool has_processed = false;
+	Key processed = {0}, last = {0};
+	bool has_processed = false, has_last = false;
 	StrBuf raw = {0};
+	/* Delta runs over a non-unique key: the pristine text of the row (splitting is in place),
+	 * and a DELTA_MAYBE row waiting for the other rows of its key. */
+	bool keep = l->delta && !l->unique && !null_keys;
+	StrBuf cur = {0}, pend_raw = {0}, work = {0};
+	bool pend = false;
+	Key pend_key = {0};
+	uint64_t pend_h = 0;
+	SeenInfo pend_seen = {0};
 	while ((n = pg_copy_out_row(l->src, &row)) > 0) {
 		uint64_t h = fnv1a(row, (size_t)n);
 		if (null_keys) {
 			sb_reset(&raw);
 			sb_put(&raw, row, (size_t)n > 500 ? 500 : (size_t)n);
+		}
+		if (keep) {
+			sb_reset(&cur);
+			sb_put(&cur, row, (size_t)n);
 		}
 		int nf = copytext_split(row, (size_t)n, l->val, l->len, l->ncols);
 		if (nf != l->ncols) {
@@ -270,67 +461,131 @@ static int stream(Loop *l, bool null_keys, bool unique)
 		}
 		Key key;
 		bool has_key = !null_keys && row_key(l, &key);
+		int f = row_filter(l);
+		DeltaClass dc = DELTA_NEW;
+		if (l->delta && !has_key) {
+			/* NULL-key rows were accounted by the run that met them (skipped, or filtered:
+			 * the filter counts are recounted here); they cannot be told apart. */
+			if (f >= 0)
+				l->scan_filtered[f]++;
+			PQfreemem(row);
+			continue;
+		}
+		if (pend) {
+			if (has_key && key_equal(&key, &pend_key)) {
+				/* The key's migrated row is still there, unchanged: nothing changed. */
+				if (h == pend_seen.row_hash)
+					pend = false;
+				PQfreemem(row);
+				continue;
+			}
+			settle_changed(l, &pend_raw, &pend_key, pend_h, &pend_seen);
+			pend = false;
+			/* The current row again, split from a copy: cur must stay pristine. */
+			sb_reset(&work);
+			sb_put(&work, cur.data, cur.len);
+			copytext_split(work.data, work.len, l->val, l->len, l->ncols);
+		}
+		/* A further row of a key this scan just migrated is the duplicate a full run would
+		 * find: the normal path records it. */
+		if (l->delta && has_key && !(has_processed && key_equal(&key, &processed))) {
+			dc = delta_class(l, &key, h, f);
+			if (dc == DELTA_MAYBE) {
+				StrBuf t = pend_raw;
+				pend_raw = cur;
+				cur = t;
+				pend = true;
+				pend_key = key;
+				pend_h = h;
+				pend_seen = l->seen;
+			}
+			if (dc == DELTA_SAME || dc == DELTA_MAYBE) {
+				PQfreemem(row);
+				continue;
+			}
+		}
 		/* Close the batch only between two keys, so resume never splits a key. */
-		if (has_key && l->b.read >= l->o->batch_size && !(l->b.has_last && key_equal(&key, &l->b.last_key))) {
+		if (has_key && (l->b.read >= l->o->batch_size || (l->delta && l->ub.n_rows >= (size_t)l->o->batch_size)) &&
+		    !(has_last && key_equal(&key, &last))) {
 			st = flush(l);
 			if (st != 1) {
 				PQfreemem(row);
 				break;
 			}
 		}
-		l->b.read++;
-		l->read_this_run++;
-		size_t issues_before = l->b.n_issues, rows_before = l->b.n_rows;
-		int f = row_filter(l);
-		if (f >= 0) {
-			l->b.filtered[f]++;
-		} else if (!has_key) {
-			add_null_key_row(l, raw.data ? raw.data : "", raw.len);
-		} else if (has_processed && key_equal(&key, &processed)) {
-			/* A key already migrated: this further row is a duplicate. */
-			char kt[KEY_TEXT_MAX];
+		Batch *tb = dc == DELTA_UPDATE ? &l->ub : &l->b;
+		size_t issues_before = tb->n_issues, rows_before = tb->n_rows;
+		char kt[KEY_TEXT_MAX];
+		if (has_key)
 			key_format(&key, kt);
-			Issue *i = batch_add_issue(&l->b, kt, -1);
-			i->reason = skip_reason_code(REASON_DUPLICATE_SOURCE_KEY);
-			i->severity = SEV_ERROR;
-			i->detail = xasprintf("%s %s appears on more than one source row; an earlier one migrated",
-					      l->m->entity, kt);
-			l->b.skipped++;
+		RowInput in = {.val = l->val, .len = l->len, .key = &key, .key_text = kt, .hash = h};
+		if (dc == DELTA_UPDATE) {
+			apply_update(l, &in);
+		} else if (dc == DELTA_REREAD) {
+			/* Counted as skipped by an earlier run: the batch says what it is now. */
+			sb_printf(&l->reread, "%s\"%s\"", l->reread.len ? "," : "{", kt);
+			l->b.reread_skipped++;
+			if (f >= 0)
+				l->scan_filtered[f]++;
+			else if (!rules_apply(&l->rc, &in, &l->b))
+				l->b.skipped++;
+		} else if (l->delta && f >= 0) {
+			/* Filtered rows are not in the id map: a delta run counts them afresh. */
+			l->scan_filtered[f]++;
 		} else {
-			char kt[KEY_TEXT_MAX];
-			key_format(&key, kt);
-			RowInput in = {.val = l->val, .len = l->len, .key = &key, .key_text = kt, .hash = h};
-			/* Only a row that moves claims its key: when it is skipped, the next row with
-			 * the same key still gets its chance. */
-			if (rules_apply(&l->rc, &in, &l->b)) {
+			l->b.read++;
+			l->read_this_run++;
+			if (f >= 0) {
+				l->b.filtered[f]++;
+			} else if (!has_key) {
+				add_null_key_row(l, raw.data ? raw.data : "", raw.len);
+			} else if (has_processed && key_equal(&key, &processed)) {
+				/* A key already migrated: this further row is a duplicate. */
+				Issue *i = batch_add_issue(&l->b, kt, -1);
+				i->reason = skip_reason_code(REASON_DUPLICATE_SOURCE_KEY);
+				i->severity = SEV_ERROR;
+				i->detail = xasprintf("%s %s appears on more than one source row; an earlier one migrated",
+						      l->m->entity, kt);
+				l->b.skipped++;
+			} else if (rules_apply(&l->rc, &in, &l->b)) {
+				/* Only a row that moves claims its key: when it is skipped, the next
+				 * row with the same key still gets its chance. */
 				processed = key;
 				has_processed = true;
+				if (l->delta) {
+					/* The rules put it in the entity's set: it is no gone key. */
+					SeenInfo si;
+					idset_see(l->sets[l->entity], &key, &si);
+				}
 			} else {
 				l->b.skipped++;
 			}
 		}
-		if (l->m->owner_col >= 0) {
-			/* The row's owning unit, so reports can go to each office separately. */
-			const char *ov = l->val[l->m->owner_col];
-			int64_t ok_;
-			if (ov && key_int(ov, &ok_)) {
-				for (size_t k = issues_before; k < l->b.n_issues; k++) {
-					l->b.issues[k].owner_entity = l->m->owner_entity;
-					l->b.issues[k].owner_key = xstrdup(ov);
-				}
-				if (l->b.n_rows > rows_before)
-					snprintf(l->b.rows[rows_before].owner, sizeof l->b.rows[rows_before].owner, "%s", ov);
-			}
+		/* The row's hash goes with what is said about it: a delta run re-reads a skipped
+		 * row only when its hash changes. */
+		for (size_t k = issues_before; k < tb->n_issues; k++) {
+			tb->issues[k].row_hash = h;
+			tb->issues[k].has_row_hash = true;
 		}
+		tag_owner(l, tb, issues_before, rows_before);
 		if (has_key) {
-			l->b.last_key = key;
-			l->b.has_last = true;
+			last = key;
+			has_last = true;
+			if (!l->delta) {
+				l->b.last_key = key;
+				l->b.has_last = true;
+			}
 		}
 		PQfreemem(row);
 	}
-	sb_free(&raw);
 	if (n < 0)
 		st = 0;
+	if (st == 1 && pend)
+		settle_changed(l, &pend_raw, &pend_key, pend_h, &pend_seen);
+	sb_free(&raw);
+	sb_free(&cur);
+	sb_free(&pend_raw);
+	sb_free(&work);
 	if (st != 1) {
 		/* Drain an interrupted COPY so the connection stays usable. */
 		while (pg_copy_out_row(l->src, &row) > 0)
@@ -366,6 +621,70 @@ static bool over_threshold(const Loop *l)
 	return (double)l->cp.skipped > l->o->max_skips;
 }
 
+/*
+ * The end of a delta scan: deferred references of the rows it wrote are resolved, the keys
+ * the source no longer has are listed in edumig.source_gone, and the checkpoint takes the
+ * scan's filter counts, the gone and changed figures and the recounted warnings. Nothing is
+ * written when nothing differs, so a delta run over an unchanged source writes nothing.
+ */
+static bool delta_finish(Loop *l, bool deferred)
+{
+	if (deferred) {
+		const char *p[] = {l->m->entity};
+		AUTOFREE char *pending = NULL;
+		if (!pg_query_value(l->tgt, "SELECT count(*) FROM edumig.deferred_refs WHERE entity = $1", 1, p, &pending))
+			return false;
+		if (strcmp(pending, "0") != 0 && !sink_finish_deferred(&l->sink, &l->cp))
+			return false;
+	}
+	StrBuf gone = {0};
+	int64_t n_gone = 0;
+	uint64_t digest = 0;
+	size_t pos = 0;
+	Key k;
+	unsigned char u[16];
+	IdKind kind;
+	while (idset_next_unseen(l->sets[l->entity], &pos, &k, u, &kind)) {
+		if (kind == ID_STUB)
+			continue;
+		char kt[KEY_TEXT_MAX], ut[37];
+		key_format(&k, kt);
+		uuid_unparse_lower(u, ut);
+		sb_printf(&gone, "%s\t%s\t%s\n", kt, id_kind_name(kind), kind == ID_SKIPPED ? "\\N" : ut);
+		digest += delta_key_digest(kt);
+		n_gone++;
+	}
+	/* The same gone keys as recorded already need no write. */
+	uint64_t stored = 0;
+	int64_t n_stored = 0;
+	if (!delta_stored_gone(l->tgt, l->m, &stored, &n_stored)) {
+		sb_free(&gone);
+		return false;
+	}
+	bool same_filters = true;
+	for (size_t f = 0; f < l->m->n_filters; f++)
+		same_filters = same_filters && l->scan_filtered[f] == l->cp.filtered[f];
+	int64_t changed = l->changed;
+	bool ok = true;
+	if (!same_filters || n_gone != n_stored || digest != stored || n_gone != l->cp.gone || changed != l->cp.changed ||
+	    l->read_this_run || l->cp.updated != l->updated_before) {
+		memcpy(l->cp.filtered, l->scan_filtered, l->m->n_filters * sizeof *l->cp.filtered);
+		l->cp.gone = n_gone;
+		l->cp.changed = changed;
+		l->cp.seconds = l->secs_before + (now_s() - l->t0);
+		ok = delta_record(l->tgt, l->m, l->sink.run_id, &gone, &l->cp, l->o->dry_run);
+	}
+	sb_free(&gone);
+	if (ok)
+		log_info("%s: delta: %" PRId64 " rows read as new (now %" PRId64 " migrated, %" PRId64 " skipped in all), "
+			 "%" PRId64 " updated, %" PRId64 " changed and left as they are%s, %" PRId64
+			 " gone from the source%s",
+			 l->m->entity, l->read_this_run, l->cp.migrated, l->cp.skipped, l->cp.updated - l->updated_before,
+			 changed, changed && !l->o->update ? " (run with --update)" : "", n_gone,
+			 n_gone ? " (listed by status; removed only by --apply-deletes)" : "");
+	return ok;
+}
+
 WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int entity, int64_t run_id,
 			     const WorkerOptions *o)
 {
@@ -374,20 +693,19 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 	WorkResult res = WORK_FAILED;
 	if (!checkpoint_load(tgt, l.m, 0, &l.cp))
 		return WORK_FAILED;
-	bool appended = false;
 	if (l.cp.done) {
-		/* Legacy ids grow with time: rows added since the last run have keys above the
-		 * checkpoint, and a run of a finished entity picks them up (and writes nothing
-		 * when there are none). */
-		log_info("%s: done on a previous run (%" PRId64 " migrated, %" PRId64 " skipped); looking for rows added since",
-			 l.m->entity, l.cp.migrated, l.cp.skipped);
-		appended = true;
+		/* A delta run: every source row is compared with the id map; new keys migrate,
+		 * changed rows are rewritten with --update, keys gone from the source are listed. */
+		log_info("%s: done on a previous run (%" PRId64 " migrated, %" PRId64 " skipped); comparing the source "
+			 "with the id map%s",
+			 l.m->entity, l.cp.migrated, l.cp.skipped, o->update ? " (--update: changed rows are rewritten)" : "");
+		l.delta = true;
 	}
 	if (!l.cp.exists && !checkpoint_create(tgt, l.m, 0)) {
 		checkpoint_free(&l.cp);
 		return WORK_FAILED;
 	}
-	if (l.cp.has_last_key)
+	if (l.cp.has_last_key && !l.delta)
 		log_info("%s: resuming after key %s (batch %" PRId64 ")", l.m->entity, l.cp.last_key, l.cp.batches + 1);
 	l.sets = xcalloc(cfg->n_mappings, sizeof *l.sets);
 	l.ncols = (int)l.m->n_src_cols + 1;
@@ -397,12 +715,21 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 	sink_init(&l.sink, tgt, cfg, entity, 0, run_id);
 	l.sink.dry_run = o->dry_run;
 	l.sink.sets = l.sets;
+	if (l.delta) {
+		batch_init(&l.ub, l.m->n_filters);
+		sink_init(&l.usink, tgt, cfg, entity, 0, run_id);
+		sink_init_update(&l.usink);
+		l.usink.dry_run = o->dry_run;
+		l.usink.sets = l.sets;
+		l.scan_filtered = xcalloc(l.m->n_filters ? l.m->n_filters : 1, sizeof *l.scan_filtered);
+	}
 	bool unique = false;
 	if (!load_sets(&l) || !source_key_unique(src, l.m, &unique))
 		goto out;
+	l.unique = unique;
 	l.env = txenv_create(cfg->lookups, cfg->namespace_uuid);
 	rulectx_init(&l.rc, cfg, entity, l.sets, l.env);
-	if (log_is_tty()) {
+	if (log_is_tty() && !l.delta) {
 		AUTOFREE char *csql = source_count_sql(src, l.m);
 		AUTOFREE char *cnt = NULL;
 		if (pg_query_value(src, csql, 0, NULL, &cnt))
@@ -410,6 +737,7 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 	}
 	l.t0 = now_s();
 	l.secs_before = l.cp.seconds;
+	l.updated_before = l.cp.updated;
 	bool deferred = false;
 	for (size_t c = 0; c < l.m->n_cols; c++)
 		deferred = deferred || (l.m->cols[c].kind == RULE_REF && l.m->cols[c].deferred);
@@ -421,14 +749,11 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 		goto out;
 	}
 	int st = stream(&l, false, unique);
-	if (st == 1 && appended) {
-		if (l.b.read > 0) {
-			l.cp.seconds = l.secs_before + (now_s() - l.t0);
-			if (!write_batch(&l))
-				goto out;
-			log_info("%s: %" PRId64 " rows added since the last run read", l.m->entity, l.read_this_run);
-		}
-		if (l.read_this_run > 0 && deferred && !sink_finish_deferred(&l.sink, &l.cp))
+	if (st == 1 && l.delta)
+		st = stream(&l, true, unique);
+	if (st == 1 && l.delta) {
+		l.cp.seconds = l.secs_before + (now_s() - l.t0);
+		if (!write_batch(&l) || !delta_finish(&l, deferred))
 			goto out;
 		res = WORK_OK;
 		goto out;

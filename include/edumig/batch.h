@@ -25,6 +25,7 @@ typedef struct BatchRow {
 	char owner[KEY_TEXT_MAX]; /* owning unit's legacy key, "" when none (for reports) */
 	bool rejected;            /* the target refused it (set by bisection) */
 	bool warned;
+	bool upgrade;             /* update batches: a placeholder the real legacy row now replaces */
 } BatchRow;
 
 /* A placeholder parent created for a missing reference. */
@@ -62,6 +63,7 @@ typedef struct Batch {
 	size_t n_deferred, cap_deferred;
 	/* Counters of the rows read into this batch. */
 	int64_t read, skipped;
+	int64_t reread_skipped;   /* rows skipped earlier and read again: their old count goes */
 	int64_t *filtered;        /* per filter of the mapping */
 	size_t n_filters;
 	Key last_key;

@@ -23,6 +23,9 @@ typedef struct Checkpoint {
 	bool has_last_key;
 	char last_key[KEY_TEXT_MAX];
 	int64_t read, migrated, warned, merged, skipped, stubs, batches;
+	/* Delta runs: migrated/skipped rows the source no longer has (until --apply-deletes),
+	 * changed rows waiting for --update, rows rewritten by --update so far. */
+	int64_t gone, changed, updated;
 	int64_t *filtered;
 	size_t n_filters;
 	double seconds;
@@ -51,9 +54,10 @@ bool checkpoint_store(PgConn *t, const Mapping *m, int part, const Checkpoint *c
 char *checkpoint_filtered_json(const Mapping *m, const Checkpoint *cp);
 
 /**
- * idset_load - the id map of @entity (rows, merges, stubs) plus its unresolved error skips
- * (as ID_SKIPPED), streamed with COPY into a new IdSet.
+ * control_load_idset - the id map of @entity (rows, merges, stubs) plus its unresolved error
+ * skips (as ID_SKIPPED), streamed with COPY into a new IdSet; with @hashes, each key's
+ * source-row hash too (for delta runs).
  */
-IdSet *control_load_idset(PgConn *t, const char *entity);
+IdSet *control_load_idset(PgConn *t, const char *entity, bool hashes);
 
 #endif /* EDUMIG_CONTROL_H */

@@ -51,6 +51,27 @@ void idset_destroy(IdSet *s);
 void idset_put(IdSet *s, const Key *k, const unsigned char uuid[16], IdKind kind);
 /* True when present; fills @uuid / @kind when not NULL. */
 bool idset_get(const IdSet *s, const Key *k, unsigned char uuid[16], IdKind *kind);
+/* Delta runs: the hash of the key's source row as last written (no-op for an absent key). */
+void idset_set_hash(IdSet *s, const Key *k, uint64_t row_hash);
+typedef enum SeenState {
+	SEEN_ABSENT = 0,          /* not in the set: a key the id map has never heard of */
+	SEEN_FIRST = 1,
+	SEEN_AGAIN = 2,           /* a further source row of a key met already */
+} SeenState;
+
+typedef struct SeenInfo {
+	IdKind kind;
+	uint64_t row_hash;
+	bool has_hash;
+	bool skipped_too;         /* a placeholder stands in for the key's own skipped row */
+} SeenInfo;
+
+/* Marks @k as met in the source; fills @info unless SEEN_ABSENT. */
+SeenState idset_see(IdSet *s, const Key *k, SeenInfo *info);
+/* Delta runs: @k (a placeholder) also has an open skip of its own legacy row. */
+void idset_mark_skipped(IdSet *s, const Key *k);
+/* Iterates over the keys never marked by idset_see; start with *pos = 0. */
+bool idset_next_unseen(const IdSet *s, size_t *pos, Key *k, unsigned char uuid[16], IdKind *kind);
 size_t idset_count(const IdSet *s);
 size_t idset_bytes(const IdSet *s);
 

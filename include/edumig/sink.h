@@ -30,9 +30,19 @@ typedef struct Sink {
 	const char *resolve_keys;
 	/* The worker's id sets: placeholders removed again are taken out of their parent's set. */
 	IdSet **sets;
+	/* Update batches (delta runs with --update): rows rewrite existing target rows (or the
+	 * placeholders they replace) through a stage table and an upsert on the id column. */
+	bool update;
+	char *stage_setup;        /* CREATE TEMP TABLE IF NOT EXISTS ... for rows and id-map rows */
+	char *copy_stage;         /* COPY into the rows' stage table */
+	char *upsert_rows;        /* INSERT ... SELECT FROM stage ON CONFLICT (id) DO UPDATE */
+	char *clear_stage;
+	StrBuf resolved;          /* text[] literal of the keys an update batch rewrote */
 } Sink;
 
 void sink_init(Sink *s, PgConn *t, const Config *cfg, int entity, int part, int64_t run_id);
+/* Turns @s into an update sink (see Sink.update); call after sink_init. */
+void sink_init_update(Sink *s);
 void sink_free(Sink *s);
 
 /**

@@ -60,14 +60,17 @@ typedef struct Issue {
 	const char *owner_entity; /* borrowed */
 	char *owner_key;
 	int row;                  /* index of the row in its batch; -1 for none */
+	uint64_t row_hash;        /* the source row's hash (delta runs re-read changed rows) */
+	bool has_row_hash;
 	bool dropped;             /* superseded (e.g. a warning on a row the target then rejected) */
+	bool update_refused;      /* a delta update that did not land: the older version stays */
 } Issue;
 
 void issue_clear(Issue *i);
 
 /* COPY text line for edumig.skips(run_id, phase, entity, old_key, reason, severity,
  * column_name, source_value, detail, sqlstate, constraint_name, cause_entity, cause_key,
- * owner_entity, owner_key). */
+ * owner_entity, owner_key, row_hash). */
 void issue_copy_line(StrBuf *b, const Issue *i, int64_t run_id, int phase, const char *entity,
 		     const char *old_key);
 /* One JSON object (no newline) for the run log. */

@@ -16,7 +16,8 @@
  * EntityStatus - one entity, as its checkpoint and the live source count say.
  * @source:      rows at the source now (SELECT count(*) over the mapping's source)
  * @filtered:    rows left out by the mapping's named filters (per filter in @cp.filtered)
- * @unaccounted: source - filtered - migrated - skipped; 0 when every row is accounted for
+ * @unaccounted: source - filtered - migrated - skipped + gone (cp.gone: rows gone from the source,
+ *               still counted as migrated or skipped); 0 when every row is accounted for
  * @state:       "not started", "in progress" or "done"
  */
 typedef struct EntityStatus {

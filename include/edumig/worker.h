@@ -17,6 +17,8 @@ typedef struct WorkerOptions {
 	double max_skips;
 	bool dry_run;             /* batches are savepoints of one transaction rolled back at the end */
 	int retries;              /* transient target failures retried per batch, with backoff */
+	bool update;              /* delta runs: rewrite rows whose source changed since they moved */
+	bool apply_deletes;       /* delta runs: remove target rows whose legacy row is gone */
 } WorkerOptions;
 
 typedef enum WorkResult {

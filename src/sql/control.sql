@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS edumig.id_map (
     run_id bigint NOT NULL,
     row_hash text,
     migrated_at timestamptz NOT NULL DEFAULT now(),
+    updated_by_run bigint,    -- the last delta run (--update) that rewrote the row
     PRIMARY KEY (entity, old_key)
 );
 CREATE INDEX IF NOT EXISTS id_map_new_id_idx ON edumig.id_map (new_id);
@@ -60,7 +61,10 @@ CREATE TABLE IF NOT EXISTS edumig.skips (
     resolved_by_run bigint,
     -- how a retry closed it: 'migrated' (the row moved) or 'superseded' (re-read, still
     -- skipped: a newer record of the same run says why)
-    resolution text CHECK (resolution IN ('migrated', 'superseded'))
+    resolution text CHECK (resolution IN ('migrated', 'superseded', 'source_deleted')),
+    -- hash of the source row that was skipped: a delta run with --update re-reads the row
+    -- only when it changed (or when its cause has moved since)
+    row_hash text
 );
 CREATE INDEX IF NOT EXISTS skips_entity_key_idx ON edumig.skips (entity, old_key);
 
@@ -81,6 +85,11 @@ CREATE TABLE IF NOT EXISTS edumig.checkpoints (
     seconds double precision NOT NULL DEFAULT 0,
     -- running: rows still to read; streamed: all rows in, deferred references pending; done
     state text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'streamed', 'done')),
+    -- delta runs: rows migrated or skipped earlier that the source no longer has (not yet
+    -- applied), rows whose content changed and that wait for --update, rows updated so far
+    rows_gone bigint NOT NULL DEFAULT 0,
+    rows_changed bigint NOT NULL DEFAULT 0,
+    rows_updated bigint NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (entity, part)
 );
@@ -95,5 +104,40 @@ CREATE TABLE IF NOT EXISTS edumig.deferred_refs (
     PRIMARY KEY (entity, old_key, column_name)
 );
 
+-- Legacy rows that were migrated (or skipped) and are gone from the source, found by a delta
+-- run. They stay in the target until a run with --apply-deletes removes them (outcome
+-- 'deleted'), or refuses because target rows still refer to them (outcome 'blocked: ...').
+CREATE TABLE IF NOT EXISTS edumig.source_gone (
+    entity text NOT NULL,
+    old_key text NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('row', 'merged', 'skipped')),
+    new_id uuid,
+    phase integer NOT NULL,
+    detected_by_run bigint NOT NULL,
+    detected_at timestamptz NOT NULL DEFAULT now(),
+    applied_by_run bigint,
+    applied_at timestamptz,
+    outcome text,
+    PRIMARY KEY (entity, old_key)
+);
+
 INSERT INTO edumig.schema_version (version)
-SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM edumig.schema_version);
+SELECT 2 WHERE NOT EXISTS (SELECT 1 FROM edumig.schema_version);
+
+-- Version 1 → 2: delta sync (row hashes of skipped rows, gone/changed/updated counters,
+-- source_deleted resolutions).
+DO $upgrade$
+BEGIN
+    IF (SELECT max(version) FROM edumig.schema_version) < 2 THEN
+        ALTER TABLE edumig.skips ADD COLUMN IF NOT EXISTS row_hash text;
+        ALTER TABLE edumig.skips DROP CONSTRAINT IF EXISTS skips_resolution_check;
+        ALTER TABLE edumig.skips ADD CONSTRAINT skips_resolution_check
+            CHECK (resolution IN ('migrated', 'superseded', 'source_deleted'));
+        ALTER TABLE edumig.id_map ADD COLUMN IF NOT EXISTS updated_by_run bigint;
+        ALTER TABLE edumig.checkpoints ADD COLUMN IF NOT EXISTS rows_gone bigint NOT NULL DEFAULT 0,
+            ADD COLUMN IF NOT EXISTS rows_changed bigint NOT NULL DEFAULT 0,
+            ADD COLUMN IF NOT EXISTS rows_updated bigint NOT NULL DEFAULT 0;
+        INSERT INTO edumig.schema_version (version) VALUES (2);
+    END IF;
+END
+$upgrade$;

@@ -393,6 +393,10 @@ sum_t1=$(migration_checksum "$T1" person note grade tag)
 out=$(edumig "$T1" run --all 2>&1); rc=$?
 assert_eq "re-run exits 0" 0 "$rc"
 assert_eq "re-run changes nothing" "$sum_t1" "$(migration_checksum "$T1" person note grade tag)"
+out=$(edumig "$T1" run --all --update 2>&1); rc=$?
+assert_eq "delta run with --update over the unchanged source exits 0" 0 "$rc"
+assert_eq "delta run with --update: nothing changed, nothing rewritten (duplicate keys whose first row was skipped included)" \
+    "0 0 $sum_t1" "$(q "$T1" "SELECT sum(rows_changed) || ' ' || sum(rows_updated) FROM edumig.checkpoints") $(migration_checksum "$T1" person note grade tag)"
 
 mk_target TK tk
 out=$(EDUMIG_TEST_KILL=batch_after_rows:2 edumig "$TK" run --all -q --batch-size 3 2>&1); rc=$?
