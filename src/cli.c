@@ -41,7 +41,7 @@ static const Command commands[] = {
 	{"plan", "validate the configuration against both databases; show phases, entities, source counts",
 	 "edumig plan [options]", COMMON_HELP, engine_plan, false},
 	{"run", "run one phase (--phase N) or all (--all); resumes from checkpoints",
-	 "edumig run (--phase N | --all) [options]",
+	 "edumig run (--phase N | --all) [--bulk] [options]",
 	 "  --phase N            the phase to run\n"
 	 "  --all                every phase in order\n"
 	 "  --batch-size N       source rows per batch and transaction (default: 5000)\n"
@@ -61,7 +61,11 @@ static const Command commands[] = {
 	 "                       counted and left as they are)\n"
 	 "  --apply-deletes      after the run, delete the target rows whose legacy row is gone from the\n"
 	 "                       source, children first; a row other target rows still refer to is kept\n"
-	 "                       and named (default: off: gone rows are only listed, see status)\n" COMMON_HELP,
+	 "                       and named (default: off: gone rows are only listed, see status)\n"
+	 "  --bulk               load each target table of the phase that is empty at its start with\n"
+	 "                       its foreign keys and non-unique indexes set aside, and rebuild them\n"
+	 "                       (foreign keys validated) once the phase is complete; primary keys,\n"
+	 "                       unique, CHECK and NOT NULL constraints stay live (default: off)\n" COMMON_HELP,
 	 engine_run, true},
 	{"status", "per entity: source rows, filtered, migrated, warned, skipped, unaccounted, state",
 	 "edumig status [--json] [options]",
@@ -179,7 +183,7 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
 
 enum { OPT_CONFIG = 256, OPT_SOURCE, OPT_TARGET, OPT_LOG_DIR, OPT_PHASE, OPT_ALL, OPT_BATCH, OPT_MAX_SKIPS,
        OPT_BCRYPT, OPT_JSON, OPT_FORCE, OPT_DRY_RUN, OPT_ENTITY, OPT_REASON, OPT_RETRIES, OPT_UPDATE,
-       OPT_APPLY_DELETES };
+       OPT_APPLY_DELETES, OPT_BULK };
 
 /* Options of the report command. */
 enum { OPT_FORMAT = 512, OPT_OUT, OPT_SPLIT_BY, OPT_HTML_ROWS };
@@ -197,6 +201,7 @@ static const struct option long_opts[] = {
 	{"json", no_argument, NULL, OPT_JSON},
 	{"force", no_argument, NULL, OPT_FORCE},
 	{"dry-run", no_argument, NULL, OPT_DRY_RUN},
+	{"bulk", no_argument, NULL, OPT_BULK},
 	{"entity", required_argument, NULL, OPT_ENTITY},
 	{"reason", required_argument, NULL, OPT_REASON},
 	{"retries", required_argument, NULL, OPT_RETRIES},
@@ -234,6 +239,7 @@ static bool option_allowed(const Command *c, int opt)
 	case OPT_RETRIES:
 		return strcmp(c->name, "run") == 0 || strcmp(c->name, "retry") == 0;
 	case OPT_DRY_RUN:
+	case OPT_BULK:
 	case OPT_ALL:
 	case OPT_MAX_SKIPS:
 	case OPT_UPDATE:
@@ -345,6 +351,9 @@ static int run_command(const Command *c, int argc, char **argv)
 		case OPT_APPLY_DELETES:
 			o.w.apply_deletes = true;
 			break;
+		case OPT_BULK:
+			o.bulk = true;
+			break;
 		case OPT_ENTITY:
 			o.entity = optarg;
 			break;
@@ -412,6 +421,12 @@ static int run_command(const Command *c, int argc, char **argv)
 		errors++;
 	} else if (c->needs_phase && !errors && strcmp(c->name, "run") != 0 && o.phase == 0) {
 		fprintf(stderr, "edumig %s: --phase N is required\n", c->name);
+		errors++;
+	}
+	if (o.w.dry_run && o.bulk) {
+		/* A dry run is one transaction rolled back at the end: nothing to set aside or rebuild. */
+		fprintf(stderr, "edumig %s: --dry-run and --bulk cannot be combined: a dry run writes nothing, so "
+			"there is no load to speed up\n", c->name);
 		errors++;
 	}
 	if (errors) {

@@ -5,11 +5,13 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "edumig/bulk.h"
 #include "edumig/config.h"
 #include "edumig/control.h"
 #include "edumig/delta.h"
@@ -245,6 +247,7 @@ static int run_phase(const EngineOptions *o, Config *cfg, PgConn *s, PgConn *t, 
 		return EXIT_SERVER;
 	int64_t run_id = 0;
 	int rc = EXIT_OK_;
+	bool in_snapshot = true;  /* the source transaction may be open: COMMIT at the end */
 	if (!control_run_start(t, o->command_line ? o->command_line : "run", ph->number, config_hash(cfg), &run_id)) {
 		control_unlock_phase(t, ph->number);
 		return EXIT_SERVER;
@@ -252,6 +255,22 @@ static int run_phase(const EngineOptions *o, Config *cfg, PgConn *s, PgConn *t, 
 	open_run_log(o, run_id);
 	log_info("phase %d (%s): run %" PRId64 ", %zu entit%s", ph->number, ph->name, run_id, ph->n_entities,
 		 ph->n_entities == 1 ? "y" : "ies");
+	/* Definitions an earlier run set aside come back only once the load is complete, so a
+	 * run that finds them resumes the load first, whether it was asked for --bulk or not;
+	 * and it sets nothing more aside (the tables are no longer as they were at the start). */
+	long long pending = o->w.dry_run ? 0 : bulk_pending(t, ph->number, ph->number);
+	if (pending < 0) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
+	if (pending > 0)
+		log_info("bulk: phase %d has %lld foreign key%s and index%s set aside by an earlier run: the load "
+			 "resumes first, then they are rebuilt",
+			 ph->number, pending, pending == 1 ? "" : "s", pending == 1 ? "" : "es");
+	else if (o->bulk && !bulk_set_aside(t, cfg, ph, run_id)) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
 	/* One snapshot for the whole phase: every entity sees the same source. */
 	if (!source_begin(s)) {
 		rc = EXIT_SERVER;
@@ -273,8 +292,24 @@ static int run_phase(const EngineOptions *o, Config *cfg, PgConn *s, PgConn *t, 
 			break;
 		}
 	}
-out:
+	/* Rebuilt only after every entity of the phase is in, its deferred pass included; the
+	 * source snapshot is not needed for it, and is not held meanwhile. */
 	pg_exec(s, "COMMIT", NULL);
+	in_snapshot = false;
+	if (!o->w.dry_run && pg_ok(t)) {
+		pending = bulk_pending(t, ph->number, ph->number);
+		if (pending < 0)
+			rc = EXIT_SERVER;
+		else if (pending > 0 && rc != EXIT_OK_)
+			log_warn("bulk: phase %d did not finish: its %lld set-aside foreign key%s and index%s stay in "
+				 "edumig.bulk_set_aside until a run of the phase completes it",
+				 ph->number, pending, pending == 1 ? "" : "s", pending == 1 ? "" : "es");
+		else if (pending > 0 && bulk_rebuild(t, ph->number, ph->number) != 0)
+			rc = EXIT_SERVER;
+	}
+out:
+	if (in_snapshot)
+		pg_exec(s, "COMMIT", NULL);
 	if (pg_ok(t)) {
 		control_run_finish(t, run_id, rc == EXIT_OK_ ? "done" : rc == EXIT_SKIPS ? "stopped" : "failed", NULL);
 		control_unlock_phase(t, ph->number);
@@ -426,6 +461,15 @@ int engine_run(const EngineOptions *o)
 			goto out;
 		}
 		first_run = strtoll(v, NULL, 10);
+	}
+	/* Only a run of their phase rebuilds set-aside definitions: it knows the load is complete. */
+	for (size_t p = 0; p < cfg->n_phases && !o->all && !o->w.dry_run; p++) {
+		int n = cfg->phases[p].number;
+		long long pending = n == o->phase ? 0 : bulk_pending(&t, n, n);
+		if (pending > 0)
+			log_warn("bulk: phase %d has %lld foreign key%s and index%s set aside and not rebuilt yet: "
+				 "edumig run --phase %d completes its load and rebuilds them",
+				 n, pending, pending == 1 ? "" : "s", pending == 1 ? "" : "es", n);
 	}
 	for (size_t p = 0; p < cfg->n_phases && rc == EXIT_OK_; p++) {
 		const Phase *ph = &cfg->phases[p];
@@ -627,14 +671,30 @@ static int with_status(const EngineOptions *o, bool verify)
 		rc = EXIT_SERVER;
 		goto out;
 	}
+	long long aside = bulk_pending(&t, 1, INT_MAX);
+	if (aside < 0) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
 	if (!verify) {
 		if (o->json) {
 			StrBuf b = {0};
 			status_json(st, n, &b);
 			fputs(sb_str(&b), stdout);
 			sb_free(&b);
-		} else
+			/* The JSON keeps its shape (reports embed it); the warning goes to stderr. */
+			if (aside > 0)
+				log_warn("bulk: %lld foreign key%s and index%s set aside by run --bulk, not rebuilt yet", aside,
+					 aside == 1 ? "" : "s", aside == 1 ? "" : "es");
+		} else {
 			print_status_table(st, n);
+			if (aside > 0) {
+				printf("\nset aside by run --bulk and not rebuilt yet (a run of the phase rebuilds them; "
+				       "verify fails until then):\n");
+				if (bulk_print_pending(&t, "  ") < 0)
+					rc = EXIT_SERVER;
+			}
+		}
 		goto out;
 	}
 	int failed = 0;
@@ -656,6 +716,14 @@ static int with_status(const EngineOptions *o, bool verify)
 	       failed ? "FAILED" : "holds for every entity");
 	int bad = verify_links(&t, cfg);
 	if (bad < 0) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
+	/* A definition still set aside is a constraint the target does not enforce (or an index
+	 * it lacks): nobody should cut over like that. */
+	printf("\nforeign keys and indexes set aside by run --bulk:\n");
+	bad += report_check("bulk: every set-aside definition is rebuilt", "edumig.bulk_set_aside", aside);
+	if (aside > 0 && bulk_print_pending(&t, "      ") < 0) {
 		rc = EXIT_SERVER;
 		goto out;
 	}
@@ -735,6 +803,18 @@ int engine_rollback(const EngineOptions *o)
 		goto out;
 	}
 	if (!control_run_start(&t, "rollback", o->phase, config_hash(cfg), &run_id)) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
+	/* What run --bulk set aside comes back first, so that the check for rows referring to
+	 * what goes, and --force, see every foreign key; a failed rebuild removes nothing. */
+	int unbuilt = bulk_rebuild(&t, o->phase, INT_MAX);
+	if (unbuilt != 0) {
+		if (unbuilt > 0)
+			log_error("rollback refused: %d foreign key%s or index%s set aside by run --bulk for phase %d or "
+				  "later could not be rebuilt (see above); nothing was removed",
+				  unbuilt, unbuilt == 1 ? "" : "s", unbuilt == 1 ? "" : "es", o->phase);
+		control_run_finish(&t, run_id, "failed", NULL);
 		rc = EXIT_SERVER;
 		goto out;
 	}

@@ -24,6 +24,7 @@ typedef struct EngineOptions {
 	bool all;
 	bool json;
 	bool force;               /* rollback: even when other rows refer to what it removes */
+	bool bulk;                /* run: empty tables load with foreign keys and indexes set aside */
 	const char *entity;       /* retry, report: only this entity (NULL: all) */
 	const char *reason;       /* retry, report: only rows skipped for this reason (NULL: any) */
 	int bcrypt_cost;          /* 0 = as the mappings say */

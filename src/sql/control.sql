@@ -104,6 +104,28 @@ CREATE TABLE IF NOT EXISTS edumig.deferred_refs (
     PRIMARY KEY (entity, old_key, column_name)
 );
 
+-- Foreign keys and non-unique indexes that `run --bulk` dropped from a phase's empty target
+-- tables, saved in the transaction that dropped them and deleted in the one that rebuilds
+-- them: a row here is a definition missing from (or, state 'not_valid', not yet validated
+-- in) the target. verify fails while any is left.
+CREATE TABLE IF NOT EXISTS edumig.bulk_set_aside (
+    phase integer NOT NULL,
+    schema_name text NOT NULL,
+    table_name text NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('foreign_key', 'index')),
+    name text NOT NULL,
+    -- pg_get_constraintdef / pg_get_indexdef as they were
+    definition text NOT NULL,
+    -- foreign key: it was valid, so it is validated again once added back
+    validated boolean NOT NULL DEFAULT true,
+    -- dropped: absent; not_valid: a foreign key added back NOT VALID, validation pending
+    state text NOT NULL DEFAULT 'dropped' CHECK (state IN ('dropped', 'not_valid')),
+    run_id bigint NOT NULL,
+    set_aside_at timestamptz NOT NULL DEFAULT now(),
+    last_error text,
+    PRIMARY KEY (schema_name, table_name, kind, name)
+);
+
 -- Legacy rows that were migrated (or skipped) and are gone from the source, found by a delta
 -- run. They stay in the target until a run with --apply-deletes removes them (outcome
 -- 'deleted'), or refuses because target rows still refer to them (outcome 'blocked: ...').
@@ -124,8 +146,9 @@ CREATE TABLE IF NOT EXISTS edumig.source_gone (
 INSERT INTO edumig.schema_version (version)
 SELECT 2 WHERE NOT EXISTS (SELECT 1 FROM edumig.schema_version);
 
--- Version 1 → 2: delta sync (row hashes of skipped rows, gone/changed/updated counters,
--- source_deleted resolutions).
+-- Version 2: delta sync (row hashes of skipped rows, gone/changed/updated counters,
+-- source_deleted resolutions, source_gone) and bulk_set_aside (created above for every version).
+-- A version-1 schema is upgraded here.
 DO $upgrade$
 BEGIN
     IF (SELECT max(version) FROM edumig.schema_version) < 2 THEN
