@@ -48,6 +48,8 @@ static const Command commands[] = {
 	 "  --max-skips N|P%     stop once an entity has skipped more than N rows, or P% of the rows\n"
 	 "                       read (default: no limit); the batch in progress commits first\n"
 	 "  --bcrypt-cost N      override the bcrypt cost of the mappings (default: as mapped)\n"
+	 "  --jobs N             threads hashing bcrypt secrets, each batch's hashes shared out among\n"
+	 "                       them (default: 1: hashed in line; give it the number of cores)\n"
 	 "  --retries N          transient target failures (lost connection, server restart, lock\n"
 	 "                       timeout, deadlock) retried per batch, waiting 1, 2, 4 ... 32 s\n"
 	 "                       (default: 5; 0 stops at the first); EDUMIG_LOCK_TIMEOUT_MS bounds\n"
@@ -183,7 +185,7 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
 
 enum { OPT_CONFIG = 256, OPT_SOURCE, OPT_TARGET, OPT_LOG_DIR, OPT_PHASE, OPT_ALL, OPT_BATCH, OPT_MAX_SKIPS,
        OPT_BCRYPT, OPT_JSON, OPT_FORCE, OPT_DRY_RUN, OPT_ENTITY, OPT_REASON, OPT_RETRIES, OPT_UPDATE,
-       OPT_APPLY_DELETES, OPT_BULK };
+       OPT_APPLY_DELETES, OPT_BULK, OPT_JOBS };
 
 /* Options of the report command. */
 enum { OPT_FORMAT = 512, OPT_OUT, OPT_SPLIT_BY, OPT_HTML_ROWS };
@@ -207,6 +209,7 @@ static const struct option long_opts[] = {
 	{"retries", required_argument, NULL, OPT_RETRIES},
 	{"update", no_argument, NULL, OPT_UPDATE},
 	{"apply-deletes", no_argument, NULL, OPT_APPLY_DELETES},
+	{"jobs", required_argument, NULL, OPT_JOBS},
 	{"format", required_argument, NULL, OPT_FORMAT},
 	{"out", required_argument, NULL, OPT_OUT},
 	{"split-by", required_argument, NULL, OPT_SPLIT_BY},
@@ -244,6 +247,7 @@ static bool option_allowed(const Command *c, int opt)
 	case OPT_MAX_SKIPS:
 	case OPT_UPDATE:
 	case OPT_APPLY_DELETES:
+	case OPT_JOBS:
 		return strcmp(c->name, "run") == 0;
 	case OPT_JSON:
 		return strcmp(c->name, "status") == 0;
@@ -258,6 +262,7 @@ static int run_command(const Command *c, int argc, char **argv)
 	o.config_dir = getenv("EDUMIG_CONFIG");
 	o.w.batch_size = 5000;
 	o.w.retries = 5;
+	o.w.jobs = 1;
 	int errors = 0;
 	bool help = false;
 	char *source = NULL, *target = NULL;
@@ -347,6 +352,14 @@ static int run_command(const Command *c, int argc, char **argv)
 			break;
 		case OPT_UPDATE:
 			o.w.update = true;
+			break;
+		case OPT_JOBS:
+			if (!parse_int(optarg, 1, 256, &v)) {
+				fprintf(stderr, "edumig %s: --jobs takes a number from 1 to 256, not '%s'\n", c->name, optarg);
+				errors++;
+			} else {
+				o.w.jobs = (int)v;
+			}
 			break;
 		case OPT_APPLY_DELETES:
 			o.w.apply_deletes = true;

@@ -48,20 +48,28 @@ char *source_stream_sql(PgConn *s, const Mapping *m, bool resume, bool null_keys
 {
 	StrBuf b = {0};
 	sb_puts(&b, "COPY (SELECT ");
+	/* A filtered row is only counted: it travels as its key and the filter's index, the
+	 * other columns NULL (on the fixture's grades, 3.0M attendance rows of 3.2M, the stream
+	 * shrinks from 815 to 337 MB and the source's time by a fifth). */
 	for (size_t i = 0; i < m->n_src_cols; i++) {
 		AUTOFREE char *q = pg_ident(s, m->src_cols[i]);
-		sb_printf(&b, "src.%s, ", q);
-	}
-	if (m->n_filters) {
-		sb_puts(&b, "CASE");
-		for (size_t i = 0; i < m->n_filters; i++)
-			sb_printf(&b, " WHEN (%s) THEN %zu", m->filters[i].where, i);
-		sb_puts(&b, " END");
-	} else {
-		sb_puts(&b, "NULL::int");
+		bool key = false;
+		for (int k = 0; k < m->n_key; k++)
+			key = key || strcmp(m->key_cols[k], m->src_cols[i]) == 0;
+		if (m->n_filters && !key)
+			sb_printf(&b, "CASE WHEN edumig_f.i IS NULL THEN src.%s END, ", q);
+		else
+			sb_printf(&b, "src.%s, ", q);
 	}
 	AUTOFREE char *from = source_from(s, m);
-	sb_printf(&b, " FROM %s WHERE ", from);
+	if (m->n_filters) {
+		sb_printf(&b, "edumig_f.i FROM %s CROSS JOIN LATERAL (SELECT CASE", from);
+		for (size_t i = 0; i < m->n_filters; i++)
+			sb_printf(&b, " WHEN (%s) THEN %zu", m->filters[i].where, i);
+		sb_puts(&b, " END AS i) AS edumig_f WHERE ");
+	} else {
+		sb_printf(&b, "NULL::int FROM %s WHERE ", from);
+	}
 	StrBuf keys = {0};
 	for (int i = 0; i < m->n_key; i++) {
 		AUTOFREE char *q = pg_ident(s, m->key_cols[i]);

@@ -593,6 +593,7 @@ struct TxEnv {
 	TxValue salt_name;      /* "bcrypt-salt:" + row key; null while no row key is set */
 	TxValue scratch;
 	struct crypt_data *crypt;       /* ~32 KiB, allocated on first bcrypt */
+	HashPool *pool;         /* run --jobs: a last-step bcrypt is queued here, not hashed */
 	Conv *convs;
 	size_t nconvs;
 	locale_t c_locale;      /* numbers are parsed and printed the C way whatever LC_NUMERIC is */
@@ -642,6 +643,11 @@ void txenv_destroy(TxEnv *env)
 	txvalue_free(&env->salt_name);
 	freelocale(env->c_locale);
 	free(env);
+}
+
+void txenv_set_hashpool(TxEnv *env, HashPool *pool)
+{
+	env->pool = pool;
 }
 
 void txenv_set_row_key(TxEnv *env, const char *row_key)
@@ -781,6 +787,7 @@ struct TxChain {
 typedef struct Ctx {
 	TxOutcome *out;
 	int step;
+	bool last;              /* the chain's last step: its output is the column's value */
 } Ctx;
 
 /* Only the first warning of a chain is kept, so later, usually derived, ones do not hide it. */
@@ -1596,6 +1603,22 @@ static TxStatus apply_bcrypt(const Step *s, TxEnv *env, TxValue *v, Ctx *cx)
 	}
 	memcpy(phrase, v->data, n);
 	phrase[n] = '\0';
+	if (env->pool && cx->last) {
+		/* Hashed with the rest of the batch on every core; the placeholder has the hash's
+		 * length and is replaced before the batch reaches the target. */
+		char placeholder[HASHPOOL_HASH_LEN + 1];
+		bool queued = hashpool_add(env->pool, setting, phrase, placeholder);
+		explicit_bzero(phrase, sizeof(phrase));
+		explicit_bzero(v->data, v->cap);
+		if (!queued)
+			return invalidf(cx, "hash_failed", "libcrypt made no $2b$ setting of the expected length (cost %d)",
+					s->cost);
+		txvalue_set(v, placeholder, HASHPOOL_HASH_LEN);
+		if (truncated)
+			return warnf(cx, "secret_truncated", "secret longer than %d bytes: bcrypt hashed its first %d bytes",
+				     BCRYPT_MAX_BYTES, BCRYPT_MAX_BYTES);
+		return TX_OK;
+	}
 	hash = crypt_rn(phrase, setting, env->crypt, (int)sizeof(*env->crypt));
 	explicit_bzero(phrase, sizeof(phrase));
 	explicit_bzero(v->data, v->cap);
@@ -1935,6 +1958,7 @@ TxStatus txchain_apply(const TxChain *c, TxEnv *env, TxValue *v, TxOutcome *out)
 	cx.out = out;
 	for (i = 0; i < c->n; i++) {
 		cx.step = (int)i;
+		cx.last = i + 1 == c->n;
 		if (apply_step(&c->steps[i], env, v, &cx) == TX_INVALID)
 			return out->status;
 	}

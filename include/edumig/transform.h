@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edumig/hashpool.h"
+
 struct json_object;
 
 /**
@@ -81,6 +83,9 @@ typedef struct TxEnv TxEnv;
  */
 TxEnv *txenv_create(const TxLookups *lookups, const unsigned char salt_ns[16]);
 void txenv_destroy(TxEnv *env);
+/* run --jobs: bcrypt steps that end their chain queue their secret in @pool (see
+ * hashpool.h) instead of hashing; NULL hashes in place again. */
+void txenv_set_hashpool(TxEnv *env, HashPool *pool);
 /* The row being transformed, e.g. "users:220215064909145438"; used to derive bcrypt salts. */
 void txenv_set_row_key(TxEnv *env, const char *row_key);
 

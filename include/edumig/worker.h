@@ -19,6 +19,7 @@ typedef struct WorkerOptions {
 	int retries;              /* transient target failures retried per batch, with backoff */
 	bool update;              /* delta runs: rewrite rows whose source changed since they moved */
 	bool apply_deletes;       /* delta runs: remove target rows whose legacy row is gone */
+	int jobs;                 /* threads hashing bcrypt secrets (1: in line, one at a time) */
 } WorkerOptions;
 
 typedef enum WorkResult {

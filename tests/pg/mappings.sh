@@ -204,4 +204,13 @@ edumig "$T3" run --all --bcrypt-cost 4 -q >/dev/null 2>&1
 assert_eq "resume after that kill exits 0" 0 "$?"
 assert_eq "and the result is identical to the clean one" "$sum" "$(migration_checksum "$T3" $TABLES)"
 
+# --- --jobs: bcrypt on several threads, placeholders patched, the same hashes -------------------
+new_db T4 lms4 "$LMS_TEMPLATE"
+assert_exit "run --all --jobs 3 (batches of 7, so placeholders and skipped rows mix) exits 0" 0 \
+    edumig "$T4" run --all --bcrypt-cost 4 --jobs 3 --batch-size 7 -q
+assert_eq "--jobs 3: identical to the run hashing in line" "$sum" "$(migration_checksum "$T4" $TABLES)"
+assert_eq "--jobs 3: no placeholder left, every hash a cost-4 \$2b\$ hash" "0" \
+    "$(q "$T4" "SELECT count(*) FROM users WHERE password_hash LIKE '%~%' OR (password_hash <> '!reset-required' AND password_hash !~ '^\\\$2b\\\$04\\\$[./A-Za-z0-9]{53}\$')")"
+assert_exit "--jobs 0 is refused" 2 edumig "$T4" run --all --jobs 0
+
 done_testing
