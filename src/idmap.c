@@ -4,6 +4,7 @@
 #include "edumig/idmap.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,27 @@ void idset_destroy(IdSet *s)
 	free(s);
 }
 
+/* run --jobs: the batch writer thread turns placeholders back while the reader thread looks
+ * keys up; one lock for every set then (uncontended, it costs little). */
+static bool locking;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+void idset_locking(bool on)
+{
+	locking = on;
+}
+
+#define LOCK()                                   \
+	do {                                     \
+		if (locking)                     \
+			pthread_mutex_lock(&lock); \
+	} while (0)
+#define UNLOCK()                                   \
+	do {                                       \
+		if (locking)                       \
+			pthread_mutex_unlock(&lock); \
+	} while (0)
+
 static Slot *find(const IdSet *s, const Key *k)
 {
 	size_t i = key_hash(k) & (s->cap - 1);
@@ -171,6 +193,7 @@ static void grow(IdSet *s)
 
 void idset_put(IdSet *s, const Key *k, const unsigned char uuid[16], IdKind kind)
 {
+	LOCK();
 	if ((s->count + 1) * 10 > s->cap * 7)
 		grow(s);
 	Slot *sl = find(s, k);
@@ -181,18 +204,20 @@ void idset_put(IdSet *s, const Key *k, const unsigned char uuid[16], IdKind kind
 	}
 	memcpy(sl->uuid, uuid, 16);
 	sl->kind = (uint8_t)kind;
+	UNLOCK();
 }
 
 bool idset_get(const IdSet *s, const Key *k, unsigned char uuid[16], IdKind *kind)
 {
+	LOCK();
 	const Slot *sl = find(s, k);
-	if (!sl->used)
-		return false;
-	if (uuid)
+	bool found = sl->used;
+	if (found && uuid)
 		memcpy(uuid, sl->uuid, 16);
-	if (kind)
+	if (found && kind)
 		*kind = (IdKind)sl->kind;
-	return true;
+	UNLOCK();
+	return found;
 }
 
 void idset_set_hash(IdSet *s, const Key *k, uint64_t row_hash)

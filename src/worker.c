@@ -9,6 +9,7 @@
 #include "edumig/worker.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,11 +79,35 @@ typedef struct Loop {
 	bool unique;              /* the source key is declared unique */
 	StrBuf ureread;           /* text[] of the skipped keys behind placeholders the update batch re-reads */
 	HashPool *pool, *upool;   /* --jobs: bcrypt secrets of the insert and update batches */
+	struct Writer *w;         /* --jobs: the thread writing the previous batch, or NULL */
 } Loop;
 
+/*
+ * run --jobs N (N > 1): while batch k is written to the target by a thread of its own, the
+ * reader goes on with batch k+1. Batches still commit one at a time and in key order, each
+ * with its checkpoint, so exactly-once and resume are what they are without it; the reader
+ * touches the target connection and the checkpoint only after joining the writer.
+ */
+typedef struct Writer {
+	pthread_t tid;
+	bool running;
+	bool ok;
+	Batch b;
+	HashPool *pool;
+} Writer;
+
 /* Releases what an entity's loop holds (run and retry alike). */
+static bool writer_join(Loop *l);
+
 static void loop_free(Loop *l)
 {
+	if (l->w) {
+		writer_join(l);
+		batch_free(&l->w->b);
+		hashpool_destroy(l->w->pool);
+		free(l->w);
+		idset_locking(false);
+	}
 	if (l->env) {
 		rulectx_free(&l->rc);
 		txenv_destroy(l->env);
@@ -236,9 +261,93 @@ static bool write_batch(Loop *l)
 	return ok;
 }
 
+static void *writer_main(void *arg)
+{
+	Loop *l = arg;
+	Writer *w = l->w;
+	w->ok = !w->pool || hashpool_run(w->pool, w->b.lines.data, w->b.lines.len);
+	if (w->ok) {
+		l->cp.seconds = l->secs_before + (now_s() - l->t0);
+		w->ok = write_batch_to(l, &l->sink, &w->b);
+	}
+	return NULL;
+}
+
+/*
+ * Waits for the writer. A placeholder it removed again (no row of its batch that needed it
+ * landed) may be needed by a row of the batch read meanwhile: that batch gets it back.
+ */
+static bool writer_join(Loop *l)
+{
+	Writer *w = l->w;
+	if (!w || !w->running)
+		return true;
+	pthread_join(w->tid, NULL);
+	w->running = false;
+	for (size_t k = 0; w->ok && k < w->b.n_stubs; k++) {
+		Stub *st = &w->b.stubs[k];
+		if (!st->dropped || st->rejected)
+			continue;
+		char ut[37];
+		uuid_unparse_lower(st->uuid, ut);
+		if (!l->b.lines.len || !memmem(l->b.lines.data, l->b.lines.len, ut, 36))
+			continue;
+		bool have = false;
+		for (size_t j = 0; j < l->b.n_stubs && !have; j++)
+			have = l->b.stubs[j].entity == st->entity && key_equal(&l->b.stubs[j].key, &st->key);
+		if (!have) {
+			l->b.stubs = xgrow(l->b.stubs, &l->b.cap_stubs, l->b.n_stubs + 1, sizeof *l->b.stubs);
+			Stub *n = &l->b.stubs[l->b.n_stubs++];
+			memset(n, 0, sizeof *n);
+			n->rule = st->rule;
+			n->entity = st->entity;
+			n->key = st->key;
+			memcpy(n->uuid, st->uuid, 16);
+			n->line = xstrdup(st->line);
+		}
+		idset_put(l->sets[st->entity], &st->key, st->uuid, ID_STUB);
+	}
+	batch_reset(&w->b);
+	return w->ok;
+}
+
+/* Hands the open batch to the writer thread (after the previous one is in). */
+static int flush_async(Loop *l)
+{
+	Writer *w = l->w;
+	if (!writer_join(l))
+		return 0;
+	progress(l, false);
+	if (over_threshold(l)) {
+		stop_message(l);
+		return 2;
+	}
+	Batch t = w->b;
+	w->b = l->b;
+	l->b = t;
+	HashPool *p = w->pool;
+	w->pool = l->pool;
+	l->pool = p;
+	if (l->pool)
+		txenv_set_hashpool(l->env, l->pool);
+	l->b_filtered = 0;
+	w->running = true;
+	if (pthread_create(&w->tid, NULL, writer_main, l) != 0) {
+		/* No thread: written here, as without --jobs. */
+		writer_main(l);
+		w->running = false;
+		bool ok = w->ok;
+		batch_reset(&w->b);
+		return ok ? 1 : 0;
+	}
+	return 1;
+}
+
 /* Commits the batch. Returns 1 committed, 0 failed, 2 committed but --max-skips exceeded. */
 static int flush(Loop *l)
 {
+	if (l->w)
+		return flush_async(l);
 	l->cp.seconds = l->secs_before + (now_s() - l->t0);
 	if (!write_batch(l))
 		return 0;
@@ -755,6 +864,12 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 	if (o->jobs > 1) {
 		l.pool = hashpool_create(o->jobs);
 		l.upool = hashpool_create(o->jobs);
+		if (!l.delta && !o->dry_run) {
+			l.w = xcalloc(1, sizeof *l.w);
+			batch_init(&l.w->b, l.m->n_filters);
+			l.w->pool = hashpool_create(o->jobs);
+			idset_locking(true);
+		}
 	}
 	if (log_is_tty() && !l.delta) {
 		AUTOFREE char *csql = source_count_sql(src, l.m);
@@ -776,6 +891,9 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 		goto out;
 	}
 	int st = stream(&l, false, unique);
+	/* The last batch handed to the writer is in before anything else happens. */
+	if (!writer_join(&l) && st == 1)
+		st = 0;
 	if (st == 1 && l.delta)
 		st = stream(&l, true, unique);
 	if (st == 1 && l.delta) {
@@ -787,6 +905,8 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 	}
 	if (st == 1)
 		st = stream(&l, true, unique);
+	if (!writer_join(&l) && st == 1)
+		st = 0;
 	if (st == 0) {
 		if (PQstatus(src->conn) != CONNECTION_OK)
 			log_error("%s: the source connection was lost; nothing after the last committed batch (key %s) "

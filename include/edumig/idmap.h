@@ -73,6 +73,8 @@ void idset_mark_skipped(IdSet *s, const Key *k);
 /* Iterates over the keys never marked by idset_see; start with *pos = 0. */
 bool idset_next_unseen(const IdSet *s, size_t *pos, Key *k, unsigned char uuid[16], IdKind *kind);
 size_t idset_count(const IdSet *s);
+/* While on, idset_put and idset_get take one process-wide lock (run --jobs: a writer thread). */
+void idset_locking(bool on);
 size_t idset_bytes(const IdSet *s);
 
 /* UUIDv5(@ns, "@entity:@key"). */

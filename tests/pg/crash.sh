@@ -16,7 +16,7 @@ edumig() {   # edumig TARGET ARGS...
 }
 all_tables() { q "$1" "SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'"; }
 
-BATCH=250   # small enough for 20+ kill points: filtered rows do not fill a batch
+BATCH=200   # small enough for 20+ kill points: filtered rows do not fill a batch
 edumig "$CLEAN" run --all -q --batch-size $BATCH --bcrypt-cost 4 >/dev/null 2>&1
 assert_eq "the uninterrupted run exits 0" 0 "$?"
 TABLES=$(all_tables "$CLEAN")
@@ -70,5 +70,30 @@ assert_eq "... and leaves nothing of phase $last (id map, skips, checkpoints)" "
 edumig "$T" run --phase "$last" -q --batch-size $BATCH --bcrypt-cost 4 >/dev/null 2>&1
 assert_eq "re-running phase $last exits 0" 0 "$?"
 assert_eq "rollback of phase $last then re-run: identical to the first run" "$want" "$(migration_checksum "$T" $TABLES)"
+
+# --jobs 2: the batch writer is a thread of its own while the next batch is read. Killed at
+# every stage again (the kill lands in the writer thread), resumed with and without --jobs.
+new_db TJ crashjobs "$LMS_TEMPLATE"
+kills=0 i=0 done_=0
+while [ $i -lt 200 ]; do
+    i=$((i + 1))
+    p=${points[$((i % ${#points[@]}))]} n=$((RANDOM % 3 + 1))
+    jobs=$(( i % 3 == 0 ? 1 : 2 ))
+    EDUMIG_TEST_KILL="$p:$n" edumig "$TJ" run --all -q --batch-size $BATCH --bcrypt-cost 4 --jobs $jobs >"$WORKDIR/run.log" 2>&1
+    rc=$?
+    if [ $rc = 137 ]; then
+        kills=$((kills + 1))
+        q "$TJ" "UPDATE edumig.runs SET status = 'failed' WHERE status = 'running'" >/dev/null 2>&1
+        continue
+    fi
+    if [ $rc = 0 ]; then done_=1; break; fi
+    not_ok "--jobs run $i (kill at $p:$n) ended with exit $rc" "$(tail -5 "$WORKDIR/run.log")"
+    break
+done
+echo "# --jobs: $kills runs killed"
+assert_eq "--jobs 2: the killed-and-resumed migration completed" 1 "$done_"
+if [ "$kills" -ge 20 ]; then ok "--jobs 2: at least 20 kill points ($kills)"; else not_ok "--jobs 2: at least 20 kill points" "only $kills"; fi
+assert_eq "--jobs 2, killed and resumed: 0 differences from the uninterrupted run" "$want" "$(migration_checksum "$TJ" $TABLES)"
+assert_exit "--jobs 2: verify exits 0" 0 edumig "$TJ" verify
 
 done_testing

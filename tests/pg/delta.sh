@@ -60,7 +60,7 @@ snapshot() {   # snapshot TABLE: the oracle's rows of every entity into table or
     for e in $ENTITIES; do
         key=$(python3 -c "import json,sys; k=json.load(open(sys.argv[1]))['source']['key']; print(','.join(k if isinstance(k, list) else [k]))" "$SRCDIR/mappings/$e.json")
         kx="concat_ws('/', $(echo "$key" | sed 's/[a-z_]*/x.&/g'))"
-        q "$SRC" "INSERT INTO oracle.$1 SELECT '$e', $kx, md5(x::text), (to_jsonb(x) ->> (SELECT max(k) FROM jsonb_object_keys(to_jsonb(x)) k WHERE k IN ('case', 'int4'))) IS NOT NULL
+        q "$SRC" "INSERT INTO oracle.$1 SELECT '$e', $kx, md5(x::text), (to_jsonb(x) ->> (SELECT max(k) FROM jsonb_object_keys(to_jsonb(x)) k WHERE k IN ('i', 'int4'))) IS NOT NULL
                   FROM (${STREAM[$e]}) x" >/dev/null
     done
 }
