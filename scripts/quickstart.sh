@@ -42,9 +42,9 @@ echo "== creating the sample legacy database 'edu' (scale $scale) and the empty 
 export EDUMIG_SOURCE="dbname=edu" EDUMIG_TARGET="dbname=lms"
 echo "== edumig plan"
 build/edumig plan
-echo "== edumig run --all"
+echo "== edumig run --all --jobs $(nproc)"
 # bcrypt at cost 4 keeps the sample quick; a real cutover keeps the mappings' cost (12).
-build/edumig run --all --bcrypt-cost 4 || echo "(run finished with exit $?; see above)"
+build/edumig run --all --bcrypt-cost 4 --jobs "$(nproc)" || echo "(run finished with exit $?; see above)"
 echo "== edumig status"
 build/edumig status
 echo "== edumig verify"
