@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <signal.h>
 
 #include "edumig/bulk.h"
 #include "edumig/config.h"
@@ -241,6 +244,118 @@ static bool open_run_log(const EngineOptions *o, int64_t run_id)
 	return log_jsonl_open(path);
 }
 
+/* One entity in a child process of run --jobs: its own connections, the phase's snapshot. */
+static int child_entity(const EngineOptions *o, const Config *cfg, const char *snapshot, int entity, int64_t run_id)
+{
+	PgConn s, t;
+	if (!connect_both(o, &s, &t))
+		return EXIT_SERVER;
+	WorkerOptions w = o->w;
+	w.lock_elsewhere = true;
+	int rc = EXIT_SERVER;
+	if (pg_join_snapshot(&s, snapshot)) {
+		WorkResult r = worker_run_entity(&s, &t, cfg, entity, run_id, &w);
+		rc = r == WORK_OK ? EXIT_OK_ : r == WORK_STOPPED ? EXIT_SKIPS : EXIT_SERVER;
+		pg_exec(&s, "COMMIT", NULL);
+	}
+	pg_close(&s);
+	pg_close(&t);
+	return rc;
+}
+
+/* True when every entity of the phase that @e refers to (or takes placeholders from) is done. */
+static bool deps_done(const Config *cfg, const Phase *ph, size_t e, const int *state)
+{
+	const Mapping *m = &cfg->mappings[ph->entities[e]];
+	for (size_t c = 0; c < m->n_cols; c++) {
+		const ColumnRule *r = &m->cols[c];
+		if (r->kind != RULE_REF || r->ref_entity_index == ph->entities[e])
+			continue;
+		for (size_t f = 0; f < ph->n_entities; f++)
+			if (ph->entities[f] == r->ref_entity_index && state[f] != 2)
+				return false;
+	}
+	return true;
+}
+
+/*
+ * run --jobs N: the entities of a phase run side by side, at most N at a time, each in a
+ * child process with its own connections inside the phase's exported snapshot (so all of
+ * them read the same source); an entity starts once the entities of its phase that it refers
+ * to are done. A child killed by a signal takes the run with it, as a crash of a single
+ * process would (the others are killed, the same signal ends this one): every entity then
+ * resumes from its own checkpoint.
+ */
+static int run_entities_side_by_side(const EngineOptions *o, Config *cfg, PgConn *s, const Phase *ph, int64_t run_id)
+{
+	AUTOFREE char *snap = NULL;
+	if (!pg_query_value(s, "SELECT pg_export_snapshot()", 0, NULL, &snap))
+		return EXIT_SERVER;
+	size_t n = ph->n_entities;
+	int *state = xcalloc(n, sizeof *state); /* 0 waiting, 1 running, 2 done, 3 failed */
+	pid_t *pid = xcalloc(n, sizeof *pid);
+	int running = 0, rc = EXIT_OK_;
+	for (;;) {
+		for (size_t e = 0; e < n && rc == EXIT_OK_ && running < o->w.jobs; e++) {
+			if (state[e] != 0 || !deps_done(cfg, ph, e, state))
+				continue;
+			fflush(NULL);
+			pid_t p = fork();
+			if (p == 0) {
+				int code = child_entity(o, cfg, snap, ph->entities[e], run_id);
+				fflush(NULL);
+				_exit(code);
+			}
+			if (p < 0) {
+				log_error("cannot start a process for %s: %s", cfg->mappings[ph->entities[e]].entity,
+					  strerror(errno));
+				rc = EXIT_SERVER;
+				break;
+			}
+			pid[e] = p;
+			state[e] = 1;
+			running++;
+		}
+		if (running == 0)
+			break;
+		int status;
+		pid_t p = waitpid(-1, &status, 0);
+		if (p < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		size_t e = 0;
+		while (e < n && pid[e] != p)
+			e++;
+		if (e == n)
+			continue;
+		running--;
+		if (WIFSIGNALED(status)) {
+			int sig = WTERMSIG(status);
+			log_error("%s: its process ended by signal %d; stopping the run", cfg->mappings[ph->entities[e]].entity,
+				  sig);
+			for (size_t k = 0; k < n; k++)
+				if (state[k] == 1 && k != e)
+					kill(pid[k], SIGKILL);
+			while (waitpid(-1, NULL, 0) > 0)
+				;
+			signal(sig, SIG_DFL);
+			raise(sig);
+			rc = EXIT_SERVER;
+			state[e] = 3;
+			continue;
+		}
+		int code = WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_SERVER;
+		state[e] = code == EXIT_OK_ ? 2 : 3;
+		if (code != EXIT_OK_ && (rc == EXIT_OK_ || code == EXIT_SERVER))
+			rc = code == EXIT_SKIPS ? EXIT_SKIPS : EXIT_SERVER;
+	}
+	free(state);
+	free(pid);
+	return rc;
+}
+
 static int run_phase(const EngineOptions *o, Config *cfg, PgConn *s, PgConn *t, const Phase *ph)
 {
 	if (!control_lock_phase(t, ph->number))
@@ -281,6 +396,10 @@ static int run_phase(const EngineOptions *o, Config *cfg, PgConn *s, PgConn *t, 
 			rc = EXIT_SERVER;
 			goto out;
 		}
+	if (o->w.jobs > 1 && !o->w.dry_run && ph->n_entities > 1) {
+		rc = run_entities_side_by_side(o, cfg, s, ph, run_id);
+		goto entities_done;
+	}
 	for (size_t e = 0; e < ph->n_entities; e++) {
 		WorkResult w = worker_run_entity(s, t, cfg, ph->entities[e], run_id, &o->w);
 		if (w == WORK_FAILED) {
@@ -292,6 +411,7 @@ static int run_phase(const EngineOptions *o, Config *cfg, PgConn *s, PgConn *t, 
 			break;
 		}
 	}
+entities_done:
 	/* Rebuilt only after every entity of the phase is in, its deferred pass included; the
 	 * source snapshot is not needed for it, and is not held meanwhile. */
 	pg_exec(s, "COMMIT", NULL);

@@ -345,6 +345,20 @@ char *pg_ident(PgConn *c, const char *name)
 	return r;
 }
 
+bool pg_join_snapshot(PgConn *c, const char *snapshot)
+{
+	/* SET TRANSACTION SNAPSHOT takes no parameter: the server's own token, quoted by libpq. */
+	char *q = PQescapeLiteral(c->conn, snapshot, strlen(snapshot));
+	if (!q) {
+		log_error("[%s] cannot quote the snapshot id: %s", c->role, PQerrorMessage(c->conn));
+		return false;
+	}
+	AUTOFREE char *set = xasprintf("SET TRANSACTION SNAPSHOT %s", q);
+	PQfreemem(q);
+	return pg_exec(c, "SET default_transaction_read_only = on", NULL) &&
+	       pg_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL) && pg_exec(c, set, NULL);
+}
+
 char *pg_qualified(PgConn *c, const char *schema, const char *table)
 {
 	AUTOFREE char *s = pg_ident(c, schema);

@@ -345,18 +345,6 @@ static const char *conninfo(const char *given, const char *env)
 	return e && *e ? e : NULL;
 }
 
-static char *literal(PgConn *c, const char *s)
-{
-	char *q = PQescapeLiteral(c->conn, s, strlen(s));
-	if (!q) {
-		log_error("cannot quote a literal: %s", PQerrorMessage(c->conn));
-		abort();
-	}
-	char *r = xstrdup(q);
-	PQfreemem(q);
-	return r;
-}
-
 static const ColumnRule *find_column(const Mapping *m, const char *name)
 {
 	for (size_t c = 0; c < m->n_cols; c++)
@@ -495,11 +483,7 @@ static bool open_twin(Report *r)
 		return false;
 	if (!pg_connect(&r->t2, conninfo(r->o->target, "EDUMIG_TARGET"), "TARGET"))
 		return false;
-	/* SET TRANSACTION SNAPSHOT takes no parameter: the server's own token, quoted by libpq. */
-	AUTOFREE char *lit = literal(&r->t2, snap);
-	AUTOFREE char *set = xasprintf("SET TRANSACTION SNAPSHOT %s", lit);
-	return pg_exec(&r->t2, "SET default_transaction_read_only = on", NULL) &&
-	       pg_exec(&r->t2, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL) && pg_exec(&r->t2, set, NULL);
+	return pg_join_snapshot(&r->t2, snap);
 }
 
 static bool aggregates_get(Report *r)

@@ -203,7 +203,7 @@ static bool write_batch_to(Loop *l, Sink *sink, Batch *b)
 		if (PQstatus(l->tgt->conn) != CONNECTION_OK) {
 			if (!pg_reconnect(l->tgt))
 				continue;
-			if (!control_lock_phase(l->tgt, l->m->phase))
+			if (!l->o->lock_elsewhere && !control_lock_phase(l->tgt, l->m->phase))
 				return false;
 			Checkpoint now;
 			if (!checkpoint_load(l->tgt, l->m, 0, &now))

@@ -78,6 +78,9 @@ int pg_copy_out_row(PgConn *c, char **row);
 char *pg_ident(PgConn *c, const char *name);
 /* schema.table quoted: "schema"."table". */
 char *pg_qualified(PgConn *c, const char *schema, const char *table);
+/* Opens a read-only REPEATABLE READ transaction on @c inside @snapshot (pg_export_snapshot's
+ * id, from a transaction still open on another session). */
+bool pg_join_snapshot(PgConn *c, const char *snapshot);
 
 /* Logs a failed result as [ROLE pid] [SQLSTATE] message, plus detail and context. */
 void pg_log_result(PgConn *c, const PGresult *r, const char *what);

@@ -19,7 +19,8 @@ typedef struct WorkerOptions {
 	int retries;              /* transient target failures retried per batch, with backoff */
 	bool update;              /* delta runs: rewrite rows whose source changed since they moved */
 	bool apply_deletes;       /* delta runs: remove target rows whose legacy row is gone */
-	int jobs;                 /* threads hashing bcrypt secrets (1: in line, one at a time) */
+	int jobs;                 /* >1: entities side by side, a writer thread, bcrypt on N threads */
+	bool lock_elsewhere;      /* a child process: the parent holds the phase lock (no re-lock) */
 } WorkerOptions;
 
 typedef enum WorkResult {

@@ -71,8 +71,9 @@ edumig "$T" run --phase "$last" -q --batch-size $BATCH --bcrypt-cost 4 >/dev/nul
 assert_eq "re-running phase $last exits 0" 0 "$?"
 assert_eq "rollback of phase $last then re-run: identical to the first run" "$want" "$(migration_checksum "$T" $TABLES)"
 
-# --jobs 2: the batch writer is a thread of its own while the next batch is read. Killed at
-# every stage again (the kill lands in the writer thread), resumed with and without --jobs.
+# --jobs 2: the entities of a phase run side by side in child processes, and each batch is
+# written by a thread of its own while the next is read. Killed at every stage again (the
+# kill lands in a child's writer thread; the run dies with it), resumed with and without --jobs.
 new_db TJ crashjobs "$LMS_TEMPLATE"
 kills=0 i=0 done_=0
 while [ $i -lt 200 ]; do
@@ -92,7 +93,8 @@ while [ $i -lt 200 ]; do
 done
 echo "# --jobs: $kills runs killed"
 assert_eq "--jobs 2: the killed-and-resumed migration completed" 1 "$done_"
-if [ "$kills" -ge 20 ]; then ok "--jobs 2: at least 20 kill points ($kills)"; else not_ok "--jobs 2: at least 20 kill points" "only $kills"; fi
+# (Kill passes count per process: an entity in a child process of its own reaches fewer.)
+if [ "$kills" -ge 10 ]; then ok "--jobs 2: at least 10 kill points ($kills)"; else not_ok "--jobs 2: at least 10 kill points" "only $kills"; fi
 assert_eq "--jobs 2, killed and resumed: 0 differences from the uninterrupted run" "$want" "$(migration_checksum "$TJ" $TABLES)"
 assert_exit "--jobs 2: verify exits 0" 0 edumig "$TJ" verify
 
