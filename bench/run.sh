@@ -332,8 +332,10 @@ row("grades ≤ 1.1 × its limit pipe", "%.1f s / %.1f s = %s (its source stream
     g["jobs1"] <= 1.1 * g["limit"])
 row("grades with --bulk ≤ 0.6 × its limit pipe", "%.1f s = %s" % (g["bulk"], ratio(g["bulk"], g["limit"])),
     g["bulk"] <= 0.6 * g["limit"])
-row("--jobs %s faster than --jobs 1 on grades" % J, "%.1f s vs %.1f s" % (g["jobsN"], g["jobs1"]),
-    g["jobsN"] < g["jobs1"])
+row("--jobs %s faster than --jobs 1 on grades (by 5%% or more: the machine is shared)" % J,
+    "grades' own seconds %.2f s vs %.2f s (%s); the whole run %.1f s vs %.1f s" % (
+    g["jobsN"], g["jobs1"], ratio(g["jobs1"], g["jobsN"]), C["jobsN"]["wall"], C["jobs1"]["wall"]),
+    g["jobsN"] < 0.95 * g["jobs1"])
 row("--jobs %s keeps every core hashing (users)" % J, "users %.2f s vs %.2f s (%s)" % (uN, u1, ratio(u1, uN)),
     uN < u1)
 big = C["jobs1"]["rss"]; small = C["rss"]["rss"]
