@@ -265,6 +265,7 @@ static int run_command(const Command *c, int argc, char **argv)
 	o.w.batch_size = 5000;
 	o.w.retries = 5;
 	o.w.jobs = 1;
+	o.w.go_fd = -1;
 	int errors = 0;
 	bool help = false;
 	char *source = NULL, *target = NULL;

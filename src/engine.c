@@ -244,14 +244,19 @@ static bool open_run_log(const EngineOptions *o, int64_t run_id)
 	return log_jsonl_open(path);
 }
 
+/* An entity's state in run_entities_side_by_side. */
+enum { ENT_NEW, ENT_WAITING_GO, ENT_WORKING, ENT_DONE, ENT_FAILED, ENT_CANCELLED };
+
 /* One entity in a child process of run --jobs: its own connections, the phase's snapshot. */
-static int child_entity(const EngineOptions *o, const Config *cfg, const char *snapshot, int entity, int64_t run_id)
+static int child_entity(const EngineOptions *o, const Config *cfg, const char *snapshot, int entity, int64_t run_id,
+			int go_fd)
 {
 	PgConn s, t;
 	if (!connect_both(o, &s, &t))
 		return EXIT_SERVER;
 	WorkerOptions w = o->w;
 	w.lock_elsewhere = true;
+	w.go_fd = go_fd;
 	int rc = EXIT_SERVER;
 	if (pg_join_snapshot(&s, snapshot)) {
 		WorkResult r = worker_run_entity(&s, &t, cfg, entity, run_id, &w);
@@ -272,19 +277,20 @@ static bool deps_done(const Config *cfg, const Phase *ph, size_t e, const int *s
 		if (r->kind != RULE_REF || r->ref_entity_index == ph->entities[e])
 			continue;
 		for (size_t f = 0; f < ph->n_entities; f++)
-			if (ph->entities[f] == r->ref_entity_index && state[f] != 2)
+			if (ph->entities[f] == r->ref_entity_index && state[f] != ENT_DONE)
 				return false;
 	}
 	return true;
 }
 
 /*
- * run --jobs N: the entities of a phase run side by side, at most N at a time, each in a
- * child process with its own connections inside the phase's exported snapshot (so all of
- * them read the same source); an entity starts once the entities of its phase that it refers
- * to are done. A child killed by a signal takes the run with it, as a crash of a single
- * process would (the others are killed, the same signal ends this one): every entity then
- * resumes from its own checkpoint.
+ * run --jobs N: the entities of a phase run side by side, each in a child process with its
+ * own connections inside the phase's exported snapshot (so all of them read the same
+ * source), at most N of them working at a time. An entity whose phase-mates it refers to are
+ * not done yet starts early all the same, to have the server compute its stream meanwhile,
+ * and loads their keys once the parent says they are done (a byte on a pipe). A child killed
+ * by a signal takes the run with it, as a crash of a single process would (the others are
+ * killed, the same signal ends this one): every entity then resumes from its own checkpoint.
  */
 static int run_entities_side_by_side(const EngineOptions *o, Config *cfg, PgConn *s, const Phase *ph, int64_t run_id)
 {
@@ -292,31 +298,78 @@ static int run_entities_side_by_side(const EngineOptions *o, Config *cfg, PgConn
 	if (!pg_query_value(s, "SELECT pg_export_snapshot()", 0, NULL, &snap))
 		return EXIT_SERVER;
 	size_t n = ph->n_entities;
-	int *state = xcalloc(n, sizeof *state); /* 0 waiting, 1 running, 2 done, 3 failed */
+	int *state = xcalloc(n, sizeof *state);
 	pid_t *pid = xcalloc(n, sizeof *pid);
-	int running = 0, rc = EXIT_OK_;
+	int *go = xcalloc(n, sizeof *go);     /* write end of a waiting child's pipe, or -1 */
+	for (size_t e = 0; e < n; e++)
+		go[e] = -1;
+	int working = 0, alive = 0, rc = EXIT_OK_;
 	for (;;) {
-		for (size_t e = 0; e < n && rc == EXIT_OK_ && running < o->w.jobs; e++) {
-			if (state[e] != 0 || !deps_done(cfg, ph, e, state))
+		/* Waiting children whose phase-mates are done go to work. */
+		for (size_t e = 0; e < n && rc == EXIT_OK_; e++) {
+			if (state[e] != ENT_WAITING_GO || !deps_done(cfg, ph, e, state) || working >= o->w.jobs)
 				continue;
+			if (write(go[e], "g", 1) != 1)
+				log_warn("%s: could not tell its process to go on", cfg->mappings[ph->entities[e]].entity);
+			close(go[e]);
+			go[e] = -1;
+			state[e] = ENT_WORKING;
+			working++;
+		}
+		for (size_t e = 0; e < n && rc == EXIT_OK_; e++) {
+			if (state[e] != ENT_NEW)
+				continue;
+			bool ready = deps_done(cfg, ph, e, state);
+			if (ready && working >= o->w.jobs)
+				continue;
+			int fds[2] = {-1, -1};
+			if (!ready && pipe(fds) != 0) {
+				log_error("cannot make a pipe for %s: %s", cfg->mappings[ph->entities[e]].entity, strerror(errno));
+				rc = EXIT_SERVER;
+				break;
+			}
 			fflush(NULL);
 			pid_t p = fork();
 			if (p == 0) {
-				int code = child_entity(o, cfg, snap, ph->entities[e], run_id);
+				for (size_t k = 0; k < n; k++)
+					if (go[k] >= 0)
+						close(go[k]);
+				if (fds[1] >= 0)
+					close(fds[1]);
+				int code = child_entity(o, cfg, snap, ph->entities[e], run_id, fds[0]);
 				fflush(NULL);
 				_exit(code);
 			}
+			if (fds[0] >= 0)
+				close(fds[0]);
 			if (p < 0) {
 				log_error("cannot start a process for %s: %s", cfg->mappings[ph->entities[e]].entity,
 					  strerror(errno));
+				if (fds[1] >= 0)
+					close(fds[1]);
 				rc = EXIT_SERVER;
 				break;
 			}
 			pid[e] = p;
-			state[e] = 1;
-			running++;
+			alive++;
+			if (ready) {
+				state[e] = ENT_WORKING;
+				working++;
+			} else {
+				state[e] = ENT_WAITING_GO;
+				go[e] = fds[1];
+			}
 		}
-		if (running == 0)
+		if (rc != EXIT_OK_) {
+			/* Children still waiting to go are told the run stops (end of file). */
+			for (size_t e = 0; e < n; e++)
+				if (go[e] >= 0) {
+					close(go[e]);
+					go[e] = -1;
+					state[e] = ENT_CANCELLED;
+				}
+		}
+		if (alive == 0)
 			break;
 		int status;
 		pid_t p = waitpid(-1, &status, 0);
@@ -330,27 +383,36 @@ static int run_entities_side_by_side(const EngineOptions *o, Config *cfg, PgConn
 			e++;
 		if (e == n)
 			continue;
-		running--;
+		alive--;
+		if (state[e] == ENT_WORKING)
+			working--;
 		if (WIFSIGNALED(status)) {
 			int sig = WTERMSIG(status);
 			log_error("%s: its process ended by signal %d; stopping the run", cfg->mappings[ph->entities[e]].entity,
 				  sig);
 			for (size_t k = 0; k < n; k++)
-				if (state[k] == 1 && k != e)
+				if (k != e && (state[k] == ENT_WORKING || state[k] == ENT_WAITING_GO || state[k] == ENT_CANCELLED))
 					kill(pid[k], SIGKILL);
 			while (waitpid(-1, NULL, 0) > 0)
 				;
 			signal(sig, SIG_DFL);
 			raise(sig);
 			rc = EXIT_SERVER;
-			state[e] = 3;
-			continue;
+			state[e] = ENT_FAILED;
+			alive = 0;
+			break;
 		}
 		int code = WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_SERVER;
-		state[e] = code == EXIT_OK_ ? 2 : 3;
-		if (code != EXIT_OK_ && (rc == EXIT_OK_ || code == EXIT_SERVER))
+		bool cancelled = state[e] == ENT_CANCELLED;
+		state[e] = code == EXIT_OK_ ? ENT_DONE : ENT_FAILED;
+		/* A child stopped because the run stopped says nothing of its own. */
+		if (!cancelled && code != EXIT_OK_ && (rc == EXIT_OK_ || code == EXIT_SERVER))
 			rc = code == EXIT_SKIPS ? EXIT_SKIPS : EXIT_SERVER;
 	}
+	for (size_t e = 0; e < n; e++)
+		if (go[e] >= 0)
+			close(go[e]);
+	free(go);
 	free(state);
 	free(pid);
 	return rc;

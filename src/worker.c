@@ -8,6 +8,7 @@
  */
 #include "edumig/worker.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -80,6 +81,7 @@ typedef struct Loop {
 	StrBuf ureread;           /* text[] of the skipped keys behind placeholders the update batch re-reads */
 	HashPool *pool, *upool;   /* --jobs: bcrypt secrets of the insert and update batches */
 	struct Writer *w;         /* --jobs: the thread writing the previous batch, or NULL */
+	bool sets_loaded;
 } Loop;
 
 /*
@@ -134,6 +136,7 @@ static void loop_free(Loop *l)
 /* Loads the id sets the mapping's references (and merges, and delta runs) need. */
 static bool load_sets(Loop *l)
 {
+	l->sets_loaded = true;
 	/* The entity's own set first: a delta run needs its hashes, which a self-reference's
 	 * load would leave out. */
 	if ((l->m->merge || l->delta) && !l->sets[l->entity]) {
@@ -550,9 +553,28 @@ static int stream(Loop *l, bool null_keys, bool unique)
 	}
 	AUTOFREE char *sql = source_stream_sql(l->src, l->m, resume, null_keys, unique);
 	log_debug("%s: %s", l->m->entity, sql);
+	char *row;
 	if (!pg_copy_out_start(l->src, sql))
 		return 0;
-	char *row;
+	if (l->o->go_fd >= 0 && !l->sets_loaded) {
+		/* The server computes the stream (for grades, 12 s before its first row) while the
+		 * entities this one refers to finish; their keys are loaded once they are done. */
+		char go;
+		ssize_t r;
+		while ((r = read(l->o->go_fd, &go, 1)) < 0 && errno == EINTR)
+			;
+		if (r != 1) {
+			log_error("%s: the run stopped before the entities it refers to were done", l->m->entity);
+			while (pg_copy_out_row(l->src, &row) > 0)
+				PQfreemem(row);
+			return 0;
+		}
+		if (!load_sets(l)) {
+			while (pg_copy_out_row(l->src, &row) > 0)
+				PQfreemem(row);
+			return 0;
+		}
+	}
 	int n;
 	int st = 1;
 	/* The last key that went through the rules: a second row with it is a duplicate. */
@@ -856,7 +878,9 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 		l.scan_filtered = xcalloc(l.m->n_filters ? l.m->n_filters : 1, sizeof *l.scan_filtered);
 	}
 	bool unique = false;
-	if (!load_sets(&l) || !source_key_unique(src, l.m, &unique))
+	/* With a go signal to wait for, the parents' keys are loaded once the stream is started. */
+	bool wait_go = o->go_fd >= 0 && !(l.cp.streamed && !l.cp.done);
+	if ((!wait_go && !load_sets(&l)) || !source_key_unique(src, l.m, &unique))
 		goto out;
 	l.unique = unique;
 	l.env = txenv_create(cfg->lookups, cfg->namespace_uuid);

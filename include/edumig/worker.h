@@ -21,6 +21,8 @@ typedef struct WorkerOptions {
 	bool apply_deletes;       /* delta runs: remove target rows whose legacy row is gone */
 	int jobs;                 /* >1: entities side by side, a writer thread, bcrypt on N threads */
 	bool lock_elsewhere;      /* a child process: the parent holds the phase lock (no re-lock) */
+	int go_fd;                /* >= 0: start the source stream, then wait for a byte here (the
+	                           * parents it refers to are done) before loading their id sets */
 } WorkerOptions;
 
 typedef enum WorkResult {

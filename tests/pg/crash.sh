@@ -16,7 +16,7 @@ edumig() {   # edumig TARGET ARGS...
 }
 all_tables() { q "$1" "SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'"; }
 
-BATCH=200   # small enough for 20+ kill points: filtered rows do not fill a batch
+BATCH=150   # small enough for 20+ kill points: filtered rows do not fill a batch
 edumig "$CLEAN" run --all -q --batch-size $BATCH --bcrypt-cost 4 >/dev/null 2>&1
 assert_eq "the uninterrupted run exits 0" 0 "$?"
 TABLES=$(all_tables "$CLEAN")
