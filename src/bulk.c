@@ -276,16 +276,26 @@ bool bulk_set_aside(PgConn *t, const Config *cfg, const Phase *ph, int64_t run_i
 	return true;
 }
 
-long long bulk_pending(PgConn *t, int from, int to)
+/*
+ * The phases from..to as query parameters in @f and @l. 1 when edumig.bulk_set_aside exists,
+ * 0 when it does not (an older control schema: nothing was ever set aside), -1 on error.
+ */
+static int phase_range(PgConn *t, int from, int to, char f[16], char l[16])
 {
 	bool exists = false;
 	if (!control_table_exists(t, &exists))
 		return -1;
-	if (!exists)
-		return 0;
+	snprintf(f, 16, "%d", from);
+	snprintf(l, 16, "%d", to);
+	return exists ? 1 : 0;
+}
+
+long long bulk_pending(PgConn *t, int from, int to)
+{
 	char f[16], l[16];
-	snprintf(f, sizeof f, "%d", from);
-	snprintf(l, sizeof l, "%d", to);
+	int range = phase_range(t, from, to, f, l);
+	if (range <= 0)
+		return range;
 	const char *p[] = {f, l};
 	AUTOFREE char *v = NULL;
 	if (!pg_query_value(t, "SELECT count(*) FROM edumig.bulk_set_aside WHERE phase BETWEEN $1::int AND $2::int", 2, p,
@@ -375,14 +385,10 @@ static int rebuild_one(PgConn *t, const Saved *s)
 
 int bulk_rebuild(PgConn *t, int from, int to)
 {
-	bool exists = false;
-	if (!control_table_exists(t, &exists))
-		return -1;
-	if (!exists)
-		return 0;
 	char f[16], l[16];
-	snprintf(f, sizeof f, "%d", from);
-	snprintf(l, sizeof l, "%d", to);
+	int range = phase_range(t, from, to, f, l);
+	if (range <= 0)
+		return range;
 	const char *p[] = {f, l};
 	/* Indexes first: cheap, and nothing depends on the order. */
 	PGresult *r = pg_query(t,

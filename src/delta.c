@@ -15,14 +15,19 @@
 #include "edumig/log.h"
 #include "edumig/mem.h"
 
-uint64_t delta_key_digest(const char *key_text)
+uint64_t delta_row_hash(const char *s, size_t n)
 {
 	uint64_t h = 1469598103934665603ULL;
-	for (const char *p = key_text; *p; p++) {
-		h ^= (unsigned char)*p;
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)s[i];
 		h *= 1099511628211ULL;
 	}
 	return h;
+}
+
+uint64_t delta_key_digest(const char *key_text)
+{
+	return delta_row_hash(key_text, strlen(key_text));
 }
 
 bool delta_stored_gone(PgConn *t, const Mapping *m, uint64_t *digest, int64_t *n)

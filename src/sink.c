@@ -551,14 +551,8 @@ static void keep_old_versions(Batch *b, size_t from)
 {
 	for (size_t k = from; k < b->n_issues; k++) {
 		Issue *i = &b->issues[k];
-		if (i->row < 0 || b->rows[i->row].upgrade || i->severity != SEV_ERROR)
-			continue;
-		i->severity = SEV_WARNING;
-		i->update_refused = true;
-		char *d = xasprintf("update not applied, the target keeps the version migrated earlier: %s",
-				    i->detail ? i->detail : "");
-		free(i->detail);
-		i->detail = d;
+		if (i->row >= 0 && !b->rows[i->row].upgrade && i->severity == SEV_ERROR)
+			issue_refuse_update(i);
 	}
 }
 

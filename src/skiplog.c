@@ -49,6 +49,15 @@ void issue_clear(Issue *i)
 	memset(i, 0, sizeof *i);
 }
 
+void issue_refuse_update(Issue *i)
+{
+	i->severity = SEV_WARNING;
+	i->update_refused = true;
+	char *d = xasprintf("update not applied, the target keeps the version migrated earlier: %s", i->detail ? i->detail : "");
+	free(i->detail);
+	i->detail = d;
+}
+
 /* Length of the valid UTF-8 sequence at @s (at most @n bytes), or 0. */
 static size_t utf8_seq(const char *s, size_t n)
 {

@@ -30,22 +30,11 @@
 #include "edumig/sink.h"
 #include "edumig/source.h"
 
-
 static double now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint64_t fnv1a(const char *s, size_t n)
-{
-	uint64_t h = 1469598103934665603ULL;
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ULL;
-	}
-	return h;
 }
 
 typedef struct Loop {
@@ -226,6 +215,26 @@ static bool write_batch_to(Loop *l, Sink *sink, Batch *b)
 /* Writes the insert batch and, in a delta run, the update batch (each its own transaction:
  * a delta run is idempotent, so what one of them committed is simply not found changed
  * again). */
+/*
+ * Writes @b through @sink. @keys is an open text[] literal ("{\"1\",\"2\"", or empty) of the
+ * earlier-skipped keys the batch reads again: their old skips are resolved with it. Emptied
+ * once written; left open for the next attempt otherwise.
+ */
+static bool write_resolving(Loop *l, Sink *sink, Batch *b, StrBuf *keys)
+{
+	if (keys->len) {
+		sb_putc(keys, '}');
+		sink->resolve_keys = keys->data;
+	}
+	bool ok = write_batch_to(l, sink, b);
+	sink->resolve_keys = NULL;
+	if (ok)
+		sb_reset(keys);
+	else if (keys->len)
+		keys->data[--keys->len] = '\0';
+	return ok;
+}
+
 static bool write_batch(Loop *l)
 {
 	/* Every bcrypt hash of the batch, on every core, before any of it is sent. */
@@ -236,30 +245,12 @@ static bool write_batch(Loop *l)
 		/* The hashing is the entity's work: the seconds stored with the batch include it. */
 		l->cp.seconds = l->secs_before + (now_s() - l->t0);
 	}
-	if (l->delta && l->reread.len) {
-		sb_putc(&l->reread, '}');
-		l->sink.resolve_keys = l->reread.data;
-	}
 	bool ok = (l->b.read == 0 && l->b.n_rows == 0 && l->b.n_issues == 0 && l->b.reread_skipped == 0 && l->delta) ||
-		  write_batch_to(l, &l->sink, &l->b);
-	l->sink.resolve_keys = NULL;
-	if (ok)
-		sb_reset(&l->reread);
-	else if (l->reread.len)
-		l->reread.data[--l->reread.len] = '\0';
+		  write_resolving(l, &l->sink, &l->b, &l->reread);
 	if (ok && l->delta && (l->ub.n_rows || l->ub.n_issues || l->ub.reread_skipped)) {
-		if (l->ureread.len) {
-			sb_putc(&l->ureread, '}');
-			l->usink.resolve_keys = l->ureread.data;
-		}
-		ok = write_batch_to(l, &l->usink, &l->ub);
-		l->usink.resolve_keys = NULL;
-		if (ok) {
+		ok = write_resolving(l, &l->usink, &l->ub, &l->ureread);
+		if (ok)
 			batch_reset(&l->ub);
-			sb_reset(&l->ureread);
-		} else if (l->ureread.len) {
-			l->ureread.data[--l->ureread.len] = '\0';
-		}
 	}
 	return ok;
 }
@@ -479,16 +470,10 @@ static void apply_update(Loop *l, const RowInput *in)
 	/* The new version does not pass: the target keeps the old one, and the owners hear why. */
 	for (size_t k = issues_before; k < l->ub.n_issues; k++) {
 		Issue *i = &l->ub.issues[k];
-		if (i->severity != SEV_ERROR) {
+		if (i->severity == SEV_ERROR)
+			issue_refuse_update(i);
+		else
 			i->dropped = true;
-			continue;
-		}
-		i->severity = SEV_WARNING;
-		i->update_refused = true;
-		char *d = xasprintf("update not applied, the target keeps the version migrated earlier: %s",
-				    i->detail ? i->detail : "");
-		free(i->detail);
-		i->detail = d;
 	}
 }
 
@@ -593,7 +578,7 @@ static int stream(Loop *l, bool null_keys, bool unique)
 	uint64_t pend_h = 0;
 	SeenInfo pend_seen = {0};
 	while ((n = pg_copy_out_row(l->src, &row)) > 0) {
-		uint64_t h = fnv1a(row, (size_t)n);
+		uint64_t h = delta_row_hash(row, (size_t)n);
 		if (null_keys) {
 			sb_reset(&raw);
 			sb_put(&raw, row, (size_t)n > 500 ? 500 : (size_t)n);
@@ -1043,7 +1028,7 @@ static int retry_chunk(Loop *l, char **keys, size_t n, bool unique, int64_t *mov
 	bool has_prev = false;
 	int64_t seen = 0;
 	while ((len = pg_copy_out_row(l->src, &row)) > 0) {
-		uint64_t h = fnv1a(row, (size_t)len);
+		uint64_t h = delta_row_hash(row, (size_t)len);
 		int nf = copytext_split(row, (size_t)len, l->val, l->len, l->ncols);
 		Key key;
 		if (nf != l->ncols || !row_key(l, &key)) {

@@ -7,6 +7,7 @@
 #define EDUMIG_DELTA_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "edumig/config.h"
@@ -21,6 +22,8 @@
  */
 bool delta_record(PgConn *t, const Mapping *m, int64_t run_id, const StrBuf *gone, Checkpoint *cp, bool dry_run);
 
+/* FNV-1a of a source row's COPY text: what id_map.row_hash and skips.row_hash keep. */
+uint64_t delta_row_hash(const char *s, size_t n);
 /* Order-independent digest of a set of gone keys: the sum of each key text's hash. */
 uint64_t delta_key_digest(const char *key_text);
 /* The digest and number of the entity's pending gone keys as stored. */

@@ -67,6 +67,9 @@ typedef struct Issue {
 } Issue;
 
 void issue_clear(Issue *i);
+/* A delta update that did not land: the error becomes a warning that says the target keeps
+ * the version migrated earlier. */
+void issue_refuse_update(Issue *i);
 
 /* COPY text line for edumig.skips(run_id, phase, entity, old_key, reason, severity,
  * column_name, source_value, detail, sqlstate, constraint_name, cause_entity, cause_key,

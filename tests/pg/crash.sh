@@ -25,31 +25,43 @@ want=$(migration_checksum "$CLEAN" $TABLES)
 points=(batch_begin batch_after_rows batch_after_idmap batch_before_commit batch_during_commit batch_after_commit)
 seed=${EDUMIG_TEST_SEED:-$RANDOM}; RANDOM=$seed
 echo "# seed $seed"
-kills=0 i=0 done_=0
 declare -A seen_points seen_phases
+# kill_until_done DB [jobs]: `run --all` killed at the next stage (pass 1 to 3 of it) again
+# and again until a run completes; counts into kills, sets done_, notes the stages and
+# phases hit. With "jobs", two runs in three use --jobs 2.
+kill_until_done() {
+    local db=$1 mode=${2:-} i=0 p n rc ph
+    local -a extra
+    done_=0
+    while [ $i -lt 200 ]; do
+        i=$((i + 1))
+        p=${points[$((i % ${#points[@]}))]} n=$((RANDOM % 3 + 1))
+        extra=()
+        [ "$mode" = jobs ] && extra=(--jobs $(( i % 3 == 0 ? 1 : 2 )))
+        EDUMIG_TEST_KILL="$p:$n" edumig "$db" run --all -q --batch-size $BATCH --bcrypt-cost 4 "${extra[@]}" \
+            >"$WORKDIR/run.log" 2>&1
+        rc=$?
+        if [ $rc = 137 ]; then
+            kills=$((kills + 1))
+            seen_points[$p]=1
+            ph=$(q "$db" "SELECT max(phase) FROM edumig.runs WHERE status = 'running'" 2>/dev/null)
+            [ -n "$ph" ] && seen_phases[$ph]=1
+            q "$db" "UPDATE edumig.runs SET status = 'failed' WHERE status = 'running'" >/dev/null 2>&1
+            continue
+        fi
+        if [ $rc = 0 ]; then done_=1; break; fi
+        not_ok "${mode:+--$mode }run $i (kill at $p:$n) ended with exit $rc" "$(tail -5 "$WORKDIR/run.log")"
+        break
+    done
+}
+kills=0
 # Phase 1 first, then one run killed inside the organization units' deferred pass (the
 # first entity of phase 2), then runs killed at random stages until one completes.
 edumig "$T" run --phase 1 -q --batch-size $BATCH --bcrypt-cost 4 >/dev/null 2>&1
 EDUMIG_TEST_KILL="deferred_before_commit:1" edumig "$T" run --all -q --batch-size $BATCH --bcrypt-cost 4 >/dev/null 2>&1
 if [ $? = 137 ]; then kills=1; seen_points[deferred_before_commit]=1; seen_phases[2]=1; fi
 q "$T" "UPDATE edumig.runs SET status = 'failed' WHERE status = 'running'" >/dev/null 2>&1
-while [ $i -lt 200 ]; do
-    i=$((i + 1))
-    p=${points[$((i % ${#points[@]}))]} n=$((RANDOM % 3 + 1))
-    EDUMIG_TEST_KILL="$p:$n" edumig "$T" run --all -q --batch-size $BATCH --bcrypt-cost 4 >"$WORKDIR/run.log" 2>&1
-    rc=$?
-    if [ $rc = 137 ]; then
-        kills=$((kills + 1))
-        seen_points[$p]=1
-        ph=$(q "$T" "SELECT max(phase) FROM edumig.runs WHERE status = 'running'" 2>/dev/null)
-        [ -n "$ph" ] && seen_phases[$ph]=1
-        q "$T" "UPDATE edumig.runs SET status = 'failed' WHERE status = 'running'" >/dev/null 2>&1
-        continue
-    fi
-    if [ $rc = 0 ]; then done_=1; break; fi
-    not_ok "run $i (kill at $p:$n) ended with exit $rc" "$(tail -5 "$WORKDIR/run.log")"
-    break
-done
+kill_until_done "$T"
 echo "# $kills runs killed; stages: ${!seen_points[*]}; phases: ${!seen_phases[*]}"
 assert_eq "the killed-and-resumed migration completed" 1 "$done_"
 if [ "$kills" -ge 20 ]; then ok "at least 20 kill points ($kills)"; else not_ok "at least 20 kill points" "only $kills"; fi
@@ -75,22 +87,8 @@ assert_eq "rollback of phase $last then re-run: identical to the first run" "$wa
 # written by a thread of its own while the next is read. Killed at every stage again (the
 # kill lands in a child's writer thread; the run dies with it), resumed with and without --jobs.
 new_db TJ crashjobs "$LMS_TEMPLATE"
-kills=0 i=0 done_=0
-while [ $i -lt 200 ]; do
-    i=$((i + 1))
-    p=${points[$((i % ${#points[@]}))]} n=$((RANDOM % 3 + 1))
-    jobs=$(( i % 3 == 0 ? 1 : 2 ))
-    EDUMIG_TEST_KILL="$p:$n" edumig "$TJ" run --all -q --batch-size $BATCH --bcrypt-cost 4 --jobs $jobs >"$WORKDIR/run.log" 2>&1
-    rc=$?
-    if [ $rc = 137 ]; then
-        kills=$((kills + 1))
-        q "$TJ" "UPDATE edumig.runs SET status = 'failed' WHERE status = 'running'" >/dev/null 2>&1
-        continue
-    fi
-    if [ $rc = 0 ]; then done_=1; break; fi
-    not_ok "--jobs run $i (kill at $p:$n) ended with exit $rc" "$(tail -5 "$WORKDIR/run.log")"
-    break
-done
+kills=0
+kill_until_done "$TJ" jobs
 echo "# --jobs: $kills runs killed"
 assert_eq "--jobs 2: the killed-and-resumed migration completed" 1 "$done_"
 # (Kill passes count per process: an entity in a child process of its own reaches fewer.)
