@@ -135,22 +135,36 @@ done
 run_wall=$(cat "$logdir/jobs1.wall")
 
 # The source side alone: each entity's stream statement (from the --verbose log) into
-# /dev/null, on a snapshot of its own: what edumig must read, whatever it does with it.
+# /dev/null, on a snapshot of its own: what edumig must read, whatever it does with it. An
+# entity read in two parts (kept rows, filtered keys: src/sourcestream.c) has both run side
+# by side, as edumig runs them.
 read_tsv="$logdir/read.tsv"
 : >"$read_tsv"
 python3 - "$logdir/jobs1.out" "$logdir" <<'PY' || die "could not extract the stream statements"
 import re, sys
-seen = set()
+parts = {}
 for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
     m = re.search(r"DEBUG (\w+): (COPY \(SELECT .* IS NOT NULL.*\) TO STDOUT)$", line)
-    if m and m.group(1) not in seen and "current_setting('edumig.k1')" not in m.group(2):
-        seen.add(m.group(1))
-        open("%s/stream-%s.sql" % (sys.argv[2], m.group(1)), "w").write(m.group(2) + "\n")
+    if not m or "current_setting('edumig.k1')" in m.group(2):
+        continue
+    e, sql = m.group(1), m.group(2)
+    if e not in parts:
+        parts[e] = [sql]
+    elif len(parts[e]) == 1 and "edumig_f.i IS NULL AND" in parts[e][0] and "edumig_f.i IS NOT NULL AND" in sql:
+        parts[e].append(sql)
+for e, sqls in parts.items():
+    for i, sql in enumerate(sqls):
+        open("%s/stream-%s.%d.sql" % (sys.argv[2], e, i + 1), "w").write(sql + "\n")
 PY
-for f in "$logdir"/stream-*.sql; do
-    e=$(basename "$f" .sql); e=${e#stream-}
+for f in "$logdir"/stream-*.1.sql; do
+    e=$(basename "$f" .1.sql); e=${e#stream-}
     t0=$(now)
-    psql -X -q -v ON_ERROR_STOP=1 -d edu -f "$f" >/dev/null || die "stream of $e failed"
+    pids=()
+    for part in "$logdir/stream-$e".*.sql; do
+        psql -X -q -v ON_ERROR_STOP=1 -d edu -f "$part" >/dev/null &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || die "stream of $e failed"; done
     t1=$(now)
     printf '%s\t%s\n' "$e" "$(elapsed "$t0" "$t1")" >>"$read_tsv"
     say "source stream of $e: $(elapsed "$t0" "$t1")s"
@@ -327,9 +341,10 @@ row("whole migration ≤ 1.5 × the sum of the limit pipes", "j1 %.1f s / %.1f s
     C["jobs1"]["wall"], sum_limit, ratio(C["jobs1"]["wall"], sum_limit), J,
     ratio(C["jobsN"]["wall"], sum_limit), ratio(C["bulk"]["wall"], sum_limit)),
     min(C["jobsN"]["wall"], C["bulk"]["wall"], C["jobs1"]["wall"]) <= 1.5 * sum_limit)
-row("grades ≤ 1.1 × its limit pipe", "%.1f s / %.1f s = %s (its source stream alone: %.1f s = %s)" % (
-    g["jobs1"], g["limit"], ratio(g["jobs1"], g["limit"]), g["read"], ratio(g["read"], g["limit"])),
-    g["jobs1"] <= 1.1 * g["limit"])
+row("grades ≤ 1.1 × its limit pipe", "j1 %.1f s / %.1f s = %s; j%s %.1f s = %s (its source stream alone: %.1f s = %s)" % (
+    g["jobs1"], g["limit"], ratio(g["jobs1"], g["limit"]), J, g["jobsN"], ratio(g["jobsN"], g["limit"]),
+    g["read"], ratio(g["read"], g["limit"])),
+    min(g["jobs1"], g["jobsN"]) <= 1.1 * g["limit"])
 row("grades with --bulk ≤ 0.6 × its limit pipe", "%.1f s = %s" % (g["bulk"], ratio(g["bulk"], g["limit"])),
     g["bulk"] <= 0.6 * g["limit"])
 row("--jobs %s faster than --jobs 1 on grades (by 5%% or more: the machine is shared)" % J,
@@ -360,9 +375,11 @@ L.append("- `assessments` is written by two entities: the table is piped once wi
          "made by `course_offerings` are piped with `courses` and `academic_terms`.")
 L.append("- grades: %s journal details are read to write %s grades and %s id-map rows (most "
          "details are attendance marks, left out by the `attendance_only` filter: they travel as "
-         "their key and filter index only, and do not count towards a batch). Its source stream "
-         "alone takes %.1f s (a query with window functions and a sort over all details), which "
-         "is %s of the limit pipe before edumig does anything." % (
+         "their key and filter index only, in a second `COPY` of their own beside the one that "
+         "reads the kept rows, and do not count towards a batch). Its source stream alone (both "
+         "parts side by side) takes %.1f s (window functions and aggregates over the graded "
+         "details, a walk of all details in key order), which is %s of the limit pipe before "
+         "edumig does anything." % (
          "{:,}".format(g["source"]), "{:,}".format(g["rows"]), "{:,}".format(g["maprows"]), g["read"],
          ratio(g["read"], g["limit"])))
 text = "\n".join(L) + "\n"

@@ -160,6 +160,46 @@ static bool session_setup(PgConn *c)
 	return ok;
 }
 
+bool pg_connect_like(PgConn *c, const PgConn *like)
+{
+	memset(c, 0, sizeof *c);
+	c->role = like->role;
+	c->lock_timeout_ms = like->lock_timeout_ms;
+	snprintf(c->safe_name, sizeof c->safe_name, "%s", like->safe_name);
+	/* The settings libpq used for @like, password included, never through a string. */
+	PQconninfoOption *opts = PQconninfo(like->conn);
+	if (!opts) {
+		log_error("[%s] cannot read the connection settings of %s", like->role, like->safe_name);
+		return false;
+	}
+	size_t n = 0;
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		n++;
+	const char **keys = xcalloc(n + 1, sizeof *keys);
+	const char **vals = xcalloc(n + 1, sizeof *vals);
+	size_t k = 0;
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (o->val && *o->val) {
+			keys[k] = o->keyword;
+			vals[k++] = o->val;
+		}
+	c->conn = PQconnectdbParams(keys, vals, 0);
+	free(keys);
+	free(vals);
+	PQconninfoFree(opts);
+	if (!c->conn || PQstatus(c->conn) != CONNECTION_OK) {
+		char buf[512];
+		snprintf(buf, sizeof buf, "%s", c->conn ? PQerrorMessage(c->conn) : "out of memory");
+		for (char *p = buf; *p; p++)
+			if (*p == '\n')
+				*p = ' ';
+		log_error("[%s] a second connection to %s failed: %s", like->role, like->safe_name, buf);
+		pg_close(c);
+		return false;
+	}
+	return session_setup(c);
+}
+
 bool pg_reconnect(PgConn *c)
 {
 	PQreset(c->conn);
@@ -299,16 +339,33 @@ bool pg_copy_in_end(PgConn *c, PgError *err)
 	return ok;
 }
 
-bool pg_copy_out_start(PgConn *c, const char *sql)
+bool pg_copy_out_send(PgConn *c, const char *sql)
 {
-	PGresult *r = PQexec(c->conn, sql);
+	if (PQsendQuery(c->conn, sql) != 1) {
+		pg_log_result(c, NULL, sql);
+		return false;
+	}
+	return true;
+}
+
+bool pg_copy_out_started(PgConn *c, const char *sql)
+{
+	PGresult *r = PQgetResult(c->conn);
 	if (PQresultStatus(r) != PGRES_COPY_OUT) {
 		pg_log_result(c, r, sql);
 		PQclear(r);
+		/* The connection stays usable: the rest of the failed statement's results go. */
+		while ((r = PQgetResult(c->conn)) != NULL)
+			PQclear(r);
 		return false;
 	}
 	PQclear(r);
 	return true;
+}
+
+bool pg_copy_out_start(PgConn *c, const char *sql)
+{
+	return pg_copy_out_send(c, sql) && pg_copy_out_started(c, sql);
 }
 
 int pg_copy_out_row(PgConn *c, char **row)

@@ -29,6 +29,7 @@
 #include "edumig/rules.h"
 #include "edumig/sink.h"
 #include "edumig/source.h"
+#include "edumig/sourcestream.h"
 
 static double now_s(void)
 {
@@ -525,21 +526,16 @@ static void settle_changed(Loop *l, StrBuf *raw, const Key *key, uint64_t h, con
 static int stream(Loop *l, bool null_keys, bool unique)
 {
 	bool resume = !null_keys && !l->delta && l->cp.has_last_key;
-	if (resume) {
-		Key k;
-		if (!key_parse(l->cp.last_key, &k) || k.n != l->m->n_key) {
-			log_error("%s: checkpoint key '%s' does not fit the mapping's %d-column key "
-				  "(was the key changed since the last run?)",
-				  l->m->entity, l->cp.last_key, l->m->n_key);
-			return 0;
-		}
-		if (!source_set_resume(l->src, &k))
-			return 0;
+	Key from;
+	if (resume && (!key_parse(l->cp.last_key, &from) || from.n != l->m->n_key)) {
+		log_error("%s: checkpoint key '%s' does not fit the mapping's %d-column key "
+			  "(was the key changed since the last run?)",
+			  l->m->entity, l->cp.last_key, l->m->n_key);
+		return 0;
 	}
-	AUTOFREE char *sql = source_stream_sql(l->src, l->m, resume, null_keys, unique);
-	log_debug("%s: %s", l->m->entity, sql);
 	char *row;
-	if (!pg_copy_out_start(l->src, sql))
+	SourceStream ss;
+	if (!source_stream_open(&ss, l->src, l->m, resume ? &from : NULL, null_keys, unique))
 		return 0;
 	if (l->o->go_fd >= 0 && !l->sets_loaded) {
 		/* The server computes the stream (for grades, 12 s before its first row) while the
@@ -553,13 +549,11 @@ static int stream(Loop *l, bool null_keys, bool unique)
 		l->t0 += now_s() - waited;
 		if (r != 1) {
 			log_error("%s: the run stopped before the entities it refers to were done", l->m->entity);
-			while (pg_copy_out_row(l->src, &row) > 0)
-				PQfreemem(row);
+			source_stream_close(&ss);
 			return 0;
 		}
 		if (!load_sets(l)) {
-			while (pg_copy_out_row(l->src, &row) > 0)
-				PQfreemem(row);
+			source_stream_close(&ss);
 			return 0;
 		}
 	}
@@ -577,7 +571,7 @@ static int stream(Loop *l, bool null_keys, bool unique)
 	Key pend_key = {0};
 	uint64_t pend_h = 0;
 	SeenInfo pend_seen = {0};
-	while ((n = pg_copy_out_row(l->src, &row)) > 0) {
+	while ((n = source_stream_next(&ss, &row)) > 0) {
 		uint64_t h = delta_row_hash(row, (size_t)n);
 		if (null_keys) {
 			sb_reset(&raw);
@@ -590,7 +584,6 @@ static int stream(Loop *l, bool null_keys, bool unique)
 		int nf = copytext_split(row, (size_t)n, l->val, l->len, l->ncols);
 		if (nf != l->ncols) {
 			log_error("%s: the source stream has %d columns, expected %d", l->m->entity, nf, l->ncols);
-			PQfreemem(row);
 			st = 0;
 			break;
 		}
@@ -603,7 +596,6 @@ static int stream(Loop *l, bool null_keys, bool unique)
 			 * the filter counts are recounted here); they cannot be told apart. */
 			if (f >= 0)
 				l->scan_filtered[f]++;
-			PQfreemem(row);
 			continue;
 		}
 		if (pend) {
@@ -611,7 +603,6 @@ static int stream(Loop *l, bool null_keys, bool unique)
 				/* The key's migrated row is still there, unchanged: nothing changed. */
 				if (h == pend_seen.row_hash)
 					pend = false;
-				PQfreemem(row);
 				continue;
 			}
 			settle_changed(l, &pend_raw, &pend_key, pend_h, &pend_seen);
@@ -635,7 +626,6 @@ static int stream(Loop *l, bool null_keys, bool unique)
 				pend_seen = l->seen;
 			}
 			if (dc == DELTA_SAME || dc == DELTA_MAYBE) {
-				PQfreemem(row);
 				continue;
 			}
 		}
@@ -647,10 +637,8 @@ static int stream(Loop *l, bool null_keys, bool unique)
 		     (l->delta && l->ub.n_rows >= (size_t)l->o->batch_size)) &&
 		    !(has_last && key_equal(&key, &last))) {
 			st = flush(l);
-			if (st != 1) {
-				PQfreemem(row);
+			if (st != 1)
 				break;
-			}
 		}
 		Batch *tb = dc == DELTA_UPDATE ? &l->ub : &l->b;
 		if (l->pool)
@@ -718,7 +706,6 @@ static int stream(Loop *l, bool null_keys, bool unique)
 				l->b.has_last = true;
 			}
 		}
-		PQfreemem(row);
 	}
 	if (n < 0)
 		st = 0;
@@ -728,11 +715,8 @@ static int stream(Loop *l, bool null_keys, bool unique)
 	sb_free(&cur);
 	sb_free(&pend_raw);
 	sb_free(&work);
-	if (st != 1) {
-		/* Drain an interrupted COPY so the connection stays usable. */
-		while (pg_copy_out_row(l->src, &row) > 0)
-			PQfreemem(row);
-	}
+	/* Drains an interrupted COPY so the connection stays usable. */
+	source_stream_close(&ss);
 	return st;
 }
 
@@ -996,7 +980,7 @@ static int retry_chunk(Loop *l, char **keys, size_t n, bool unique, int64_t *mov
 	for (size_t i = 0; i < n; i++)
 		sb_printf(&arr, "%s\"%s\"", i ? "," : "", keys[i]);
 	sb_putc(&arr, '}');
-	AUTOFREE char *base = source_stream_sql(l->src, l->m, false, false, unique);
+	AUTOFREE char *base = source_stream_sql(l->src, l->m, false, false, unique, STREAM_ALL);
 	/* The stream statement with its WHERE narrowed to the keys being retried. */
 	StrBuf kx = {0};
 	if (l->m->n_key == 1) {

@@ -40,6 +40,8 @@ bool pg_error_is_data(const PgError *e);
  * Logs a clear message that never contains the password on failure.
  */
 bool pg_connect(PgConn *c, const char *conninfo, const char *role);
+/* A second connection with @like's settings (same server, database, user, role). */
+bool pg_connect_like(PgConn *c, const PgConn *like);
 /* Re-establishes a lost connection with the same parameters and session settings. */
 bool pg_reconnect(PgConn *c);
 /* True when the last failure may pass if tried again: connection lost, server shutting
@@ -70,6 +72,11 @@ bool pg_copy_in_end(PgConn *c, PgError *err);
 
 /* COPY ... TO STDOUT: start, then pg_copy_out_row until it returns 0 (done) or -1 (error). */
 bool pg_copy_out_start(PgConn *c, const char *sql);
+/* pg_copy_out_start in two steps: the statement is sent, and the server computes it while
+ * the caller goes on (a server announces a COPY only with its first rows, which for a query
+ * that sorts comes late); pg_copy_out_started then waits for it to begin. */
+bool pg_copy_out_send(PgConn *c, const char *sql);
+bool pg_copy_out_started(PgConn *c, const char *sql);
 /* Returns the row length (>0) with *row set (release with PQfreemem), 0 at the end, -1 on
  * error (logged). */
 int pg_copy_out_row(PgConn *c, char **row);

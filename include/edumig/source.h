@@ -21,13 +21,21 @@ bool source_begin(PgConn *s);
 char *source_from(PgConn *s, const Mapping *m);
 /* SELECT count(*) over the whole source of @m. */
 char *source_count_sql(PgConn *s, const Mapping *m);
+/* Which rows of an entity with filters a stream statement reads. */
+typedef enum StreamPart {
+	STREAM_ALL,        /* every row: filtered ones with their non-key columns NULL */
+	STREAM_KEPT,       /* the rows no filter matches, whole */
+	STREAM_FILTERED,   /* the filtered rows: key columns and filter index only */
+} StreamPart;
+
 /**
  * source_stream_sql - the COPY statement streaming @m's rows.
  * @resume:    continue after the key stored in settings edumig.k1..k3 (source_set_resume)
  * @null_keys: stream only rows whose key has a NULL (they are skipped, but accounted)
  * @unique:    the key is unique at the source, so no tie-break ordering is needed
+ * @part:      STREAM_ALL, or one of the two parts of a split stream (mappings with filters)
  */
-char *source_stream_sql(PgConn *s, const Mapping *m, bool resume, bool null_keys, bool unique);
+char *source_stream_sql(PgConn *s, const Mapping *m, bool resume, bool null_keys, bool unique, StreamPart part);
 bool source_set_resume(PgConn *s, const Key *k);
 /* True when @m's source is a table with a unique index on exactly its key columns. */
 bool source_key_unique(PgConn *s, const Mapping *m, bool *unique);
