@@ -283,6 +283,20 @@ static bool deps_done(const Config *cfg, const Phase *ph, size_t e, const int *s
 	return true;
 }
 
+/* How many entities of the phase refer to @e (wait for it before they can work). */
+static int dependants(const Config *cfg, const Phase *ph, size_t e)
+{
+	int n = 0;
+	for (size_t f = 0; f < ph->n_entities; f++) {
+		const Mapping *m = &cfg->mappings[ph->entities[f]];
+		bool refers = false;
+		for (size_t c = 0; c < m->n_cols && f != e; c++)
+			refers = refers || (m->cols[c].kind == RULE_REF && m->cols[c].ref_entity_index == ph->entities[e]);
+		n += refers;
+	}
+	return n;
+}
+
 /*
  * run --jobs N: the entities of a phase run side by side, each in a child process with its
  * own connections inside the phase's exported snapshot (so all of them read the same
@@ -303,6 +317,21 @@ static int run_entities_side_by_side(const EngineOptions *o, Config *cfg, PgConn
 	int *go = xcalloc(n, sizeof *go);     /* write end of a waiting child's pipe, or -1 */
 	for (size_t e = 0; e < n; e++)
 		go[e] = -1;
+	/* Entities others wait for start first (then phase order): in phase 5, assessments and
+	 * exam_assessments before course_enrollments, which nothing waits for, so grades and
+	 * assessment_submissions can go to work sooner. */
+	size_t *order = xcalloc(n, sizeof *order);
+	int *deps = xcalloc(n, sizeof *deps);
+	for (size_t e = 0; e < n; e++) {
+		deps[e] = dependants(cfg, ph, e);
+		size_t i = e;
+		while (i > 0 && deps[order[i - 1]] < deps[e]) {
+			order[i] = order[i - 1];
+			i--;
+		}
+		order[i] = e;
+	}
+	free(deps);
 	int working = 0, alive = 0, rc = EXIT_OK_;
 	for (;;) {
 		/* Waiting children whose phase-mates are done go to work. */
@@ -316,7 +345,8 @@ static int run_entities_side_by_side(const EngineOptions *o, Config *cfg, PgConn
 			state[e] = ENT_WORKING;
 			working++;
 		}
-		for (size_t e = 0; e < n && rc == EXIT_OK_; e++) {
+		for (size_t i = 0; i < n && rc == EXIT_OK_; i++) {
+			size_t e = order[i];
 			if (state[e] != ENT_NEW)
 				continue;
 			bool ready = deps_done(cfg, ph, e, state);
@@ -415,6 +445,7 @@ static int run_entities_side_by_side(const EngineOptions *o, Config *cfg, PgConn
 	free(go);
 	free(state);
 	free(pid);
+	free(order);
 	return rc;
 }
 

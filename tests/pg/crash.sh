@@ -76,7 +76,13 @@ last=$(q "$T" "SELECT max(phase) FROM edumig.checkpoints")
 ents=$(q "$T" "SELECT string_agg(quote_literal(entity), ',') FROM edumig.checkpoints WHERE phase = $last")
 before=$(q "$T" "SELECT count(*) FROM edumig.id_map WHERE entity IN ($ents)")
 assert_ne "phase $last wrote id-map rows" 0 "$before"
-assert_exit "rollback --phase $last exits 0" 0 edumig "$T" rollback --phase "$last"
+out=$(edumig "$T" rollback --phase "$last" 2>&1); rc=$?
+assert_eq "rollback --phase $last exits 0" 0 "$rc"
+# Referencing tables are emptied first: grades (submission_id, no index) before
+# assessment_submissions, assessment_submissions before exam_assessments (both in assessments).
+assert_eq "rollback undoes referencing tables first, then reverse run order" \
+    "grades assessment_submissions exam_assessments assessments course_enrollments" \
+    "$(printf '%s\n' "$out" | sed -n 's/^.*INFO  rollback: \([a-z_]*\): [0-9]* rows removed$/\1/p' | paste -sd' ')"
 assert_eq "... and leaves nothing of phase $last (id map, skips, checkpoints)" "0 0 0" \
     "$(q "$T" "SELECT (SELECT count(*) FROM edumig.id_map WHERE entity IN ($ents)) || ' ' || (SELECT count(*) FROM edumig.skips WHERE entity IN ($ents)) || ' ' || (SELECT count(*) FROM edumig.checkpoints WHERE entity IN ($ents))")"
 edumig "$T" run --phase "$last" -q --batch-size $BATCH --bcrypt-cost 4 >/dev/null 2>&1
