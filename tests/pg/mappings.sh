@@ -213,4 +213,17 @@ assert_eq "--jobs 3: no placeholder left, every hash a cost-4 \$2b\$ hash" "0" \
     "$(q "$T4" "SELECT count(*) FROM users WHERE password_hash LIKE '%~%' OR (password_hash <> '!reset-required' AND password_hash !~ '^\\\$2b\\\$04\\\$[./A-Za-z0-9]{53}\$')")"
 assert_exit "--jobs 0 is refused" 2 edumig "$T4" run --all --jobs 0
 
+# --jobs 2 on phase 5: the entities others wait for (assessments for grades, exam_assessments
+# for assessment_submissions) take the two slots first; course_enrollments, which nothing
+# waits for, starts only once one of them is done.
+new_db T5 lms5 "$LMS_TEMPLATE"
+for p in 1 2 3 4; do edumig "$T5" run --phase $p --bcrypt-cost 4 -q >/dev/null 2>&1; done
+out5=$(edumig "$T5" run --phase 5 --jobs 2 -v 2>&1); rc=$?
+assert_eq "run --phase 5 --jobs 2 exits 0" 0 "$rc"
+line_of() { printf '%s\n' "$out5" | grep -n -E "$1" | head -1 | cut -d: -f1; }
+first_done=$(line_of "INFO  (assessments|exam_assessments): done:")
+ce_start=$(line_of "DEBUG course_enrollments: COPY \(")
+assert_eq "course_enrollments starts after assessments or exam_assessments is done" "after" \
+    "$([ -n "$first_done" ] && [ -n "$ce_start" ] && [ "$ce_start" -gt "$first_done" ] && echo after || echo "done at line ${first_done:-?}, started at line ${ce_start:-?}")"
+
 done_testing
