@@ -110,6 +110,7 @@ static bool started(SourceStream *ss)
 		ss->filt_end = true;
 		ok = false;
 	}
+	ss->lost = ss->lost || !pg_ok(ss->src) || (ss->split && !pg_ok(&ss->side));
 	return ok;
 }
 
@@ -121,6 +122,7 @@ static bool fill(SourceStream *ss, PgConn *c, char **row, int *len, Key *key, bo
 	int n = pg_copy_out_row(c, row);
 	if (n < 0) {
 		*end = true;
+		ss->lost = ss->lost || !pg_ok(c);
 		return false;
 	}
 	if (n == 0) {
@@ -190,6 +192,7 @@ int source_stream_next(SourceStream *ss, char **row)
 			ss->given = *row;
 		else
 			ss->kept_end = true;
+		ss->lost = ss->lost || (n < 0 && !pg_ok(ss->src));
 		return n;
 	}
 	if (!fill(ss, ss->src, &ss->kept, &ss->kept_len, &ss->kept_key, &ss->kept_end, false) ||

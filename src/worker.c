@@ -72,6 +72,7 @@ typedef struct Loop {
 	HashPool *pool, *upool;   /* --jobs: bcrypt secrets of the insert and update batches */
 	struct Writer *w;         /* --jobs: the thread writing the previous batch, or NULL */
 	bool sets_loaded;
+	bool source_lost;         /* a part of the last stream lost its connection */
 } Loop;
 
 /*
@@ -715,6 +716,7 @@ static int stream(Loop *l, bool null_keys, bool unique)
 	sb_free(&cur);
 	sb_free(&pend_raw);
 	sb_free(&work);
+	l->source_lost = ss.lost;
 	/* Drains an interrupted COPY so the connection stays usable. */
 	source_stream_close(&ss);
 	return st;
@@ -904,7 +906,7 @@ WorkResult worker_run_entity(PgConn *src, PgConn *tgt, const Config *cfg, int en
 	if (!writer_join(&l) && st == 1)
 		st = 0;
 	if (st == 0) {
-		if (PQstatus(src->conn) != CONNECTION_OK)
+		if (PQstatus(src->conn) != CONNECTION_OK || l.source_lost)
 			log_error("%s: the source connection was lost; nothing after the last committed batch (key %s) "
 				  "was kept: run the phase again to resume there",
 				  l.m->entity, l.cp.has_last_key ? l.cp.last_key : "none yet");

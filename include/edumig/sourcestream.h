@@ -38,6 +38,7 @@ typedef struct SourceStream {
 	bool filt_end;
 	char *kept_sql, *filt_sql;
 	bool pending;             /* sent, not yet begun: the first row waits for it */
+	bool lost;                /* a part failed because its connection is gone */
 	char *given;              /* the libpq row handed out last: freed at the next call */
 	StrBuf synth;             /* a filtered row, rebuilt */
 } SourceStream;
