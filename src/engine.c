@@ -268,32 +268,31 @@ static int child_entity(const EngineOptions *o, const Config *cfg, const char *s
 	return rc;
 }
 
-/* True when every entity of the phase that @e refers to (or takes placeholders from) is done. */
+/* True when a column of @m refers to (or takes placeholders from) entity @entity. */
+static bool refers_to(const Mapping *m, int entity)
+{
+	for (size_t c = 0; c < m->n_cols; c++)
+		if (m->cols[c].kind == RULE_REF && m->cols[c].ref_entity_index == entity)
+			return true;
+	return false;
+}
+
+/* True when every other entity of the phase that @e refers to is done. */
 static bool deps_done(const Config *cfg, const Phase *ph, size_t e, const int *state)
 {
 	const Mapping *m = &cfg->mappings[ph->entities[e]];
-	for (size_t c = 0; c < m->n_cols; c++) {
-		const ColumnRule *r = &m->cols[c];
-		if (r->kind != RULE_REF || r->ref_entity_index == ph->entities[e])
-			continue;
-		for (size_t f = 0; f < ph->n_entities; f++)
-			if (ph->entities[f] == r->ref_entity_index && state[f] != ENT_DONE)
-				return false;
-	}
+	for (size_t f = 0; f < ph->n_entities; f++)
+		if (f != e && state[f] != ENT_DONE && refers_to(m, ph->entities[f]))
+			return false;
 	return true;
 }
 
-/* How many entities of the phase refer to @e (wait for it before they can work). */
+/* How many other entities of the phase refer to @e (wait for it before they can work). */
 static int dependants(const Config *cfg, const Phase *ph, size_t e)
 {
 	int n = 0;
-	for (size_t f = 0; f < ph->n_entities; f++) {
-		const Mapping *m = &cfg->mappings[ph->entities[f]];
-		bool refers = false;
-		for (size_t c = 0; c < m->n_cols && f != e; c++)
-			refers = refers || (m->cols[c].kind == RULE_REF && m->cols[c].ref_entity_index == ph->entities[e]);
-		n += refers;
-	}
+	for (size_t f = 0; f < ph->n_entities; f++)
+		n += f != e && refers_to(&cfg->mappings[ph->entities[f]], ph->entities[e]);
 	return n;
 }
 

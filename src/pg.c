@@ -83,6 +83,18 @@ void pg_log_result(PgConn *c, const PGresult *r, const char *what)
 
 static bool session_setup(PgConn *c);
 
+/* @msg (a libpq message, lines ending in newlines) as one line in @buf, for the log. */
+static void one_line(char *buf, size_t size, const char *msg)
+{
+	snprintf(buf, size, "%s", msg);
+	size_t l = strlen(buf);
+	while (l && (buf[l - 1] == '\n' || buf[l - 1] == ' '))
+		buf[--l] = '\0';
+	for (char *p = buf; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+}
+
 static int atoi_checked(const char *s)
 {
 	char *end;
@@ -106,13 +118,7 @@ bool pg_connect(PgConn *c, const char *conninfo, const char *role)
 		/* PQerrorMessage names host and port but never the password. */
 		const char *msg = c->conn ? PQerrorMessage(c->conn) : "out of memory";
 		char buf[1024];
-		snprintf(buf, sizeof buf, "%s", msg);
-		size_t l = strlen(buf);
-		while (l && (buf[l - 1] == '\n' || buf[l - 1] == ' '))
-			buf[--l] = '\0';
-		for (char *p = buf; *p; p++)
-			if (*p == '\n')
-				*p = ' ';
+		one_line(buf, sizeof buf, msg);
 		log_error("cannot connect to the %s database: %s", strcmp(role, "SOURCE") == 0 ? "source" : "target", buf);
 		if (c->conn)
 			PQfinish(c->conn);
@@ -189,10 +195,7 @@ bool pg_connect_like(PgConn *c, const PgConn *like)
 	PQconninfoFree(opts);
 	if (!c->conn || PQstatus(c->conn) != CONNECTION_OK) {
 		char buf[512];
-		snprintf(buf, sizeof buf, "%s", c->conn ? PQerrorMessage(c->conn) : "out of memory");
-		for (char *p = buf; *p; p++)
-			if (*p == '\n')
-				*p = ' ';
+		one_line(buf, sizeof buf, c->conn ? PQerrorMessage(c->conn) : "out of memory");
 		log_error("[%s] a second connection to %s failed: %s", like->role, like->safe_name, buf);
 		pg_close(c);
 		return false;
@@ -205,10 +208,7 @@ bool pg_reconnect(PgConn *c)
 	PQreset(c->conn);
 	if (PQstatus(c->conn) != CONNECTION_OK) {
 		char buf[512];
-		snprintf(buf, sizeof buf, "%s", PQerrorMessage(c->conn));
-		for (char *p = buf; *p; p++)
-			if (*p == '\n')
-				*p = ' ';
+		one_line(buf, sizeof buf, PQerrorMessage(c->conn));
 		log_warn("[%s] reconnecting to %s failed: %s", c->role, c->safe_name, buf);
 		return false;
 	}

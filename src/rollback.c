@@ -1,10 +1,10 @@
 /*
  * src/rollback.c — remove what phase N and every later phase wrote.
  *
- * Entities are undone in reverse run order (referencing tables first), one transaction each: their target rows (by
- * the id map), the placeholder parents their rows created, their id-map rows, skip rows,
- * deferred references and checkpoints. A crash midway leaves whole entities done or not,
- * and running the command again finishes the job. Before touching anything, every foreign
+ * Entities are undone in reverse run order, referencing tables first, one transaction each:
+ * their target rows (by the id map), the placeholder parents their rows created, their id-map
+ * rows, skip rows, deferred references and checkpoints. A crash midway leaves whole entities
+ * done or not, and running the command again finishes the job. Before touching anything, every foreign
  * key pointing at a row to be removed is checked: rows edumig did not write that refer to
  * them stop the rollback (named), unless --force.
  */
@@ -25,10 +25,16 @@ static bool same_table(const char *nsp, const char *rel, const Mapping *m)
 	return strcmp(nsp, m->target_schema) == 0 && strcmp(rel, m->target_table) == 0;
 }
 
+/* Two mappings writing one table (assessments and exam_assessments). */
+static bool same_target(const Mapping *a, const Mapping *b)
+{
+	return same_table(a->target_schema, a->target_table, b);
+}
+
 /* True when @a's target table has a foreign key to @b's (another table). */
 static bool refers_to(const PGresult *fks, const Mapping *a, const Mapping *b)
 {
-	if (strcmp(a->target_schema, b->target_schema) == 0 && strcmp(a->target_table, b->target_table) == 0)
+	if (same_target(a, b))
 		return false;
 	for (int r = 0; r < PQntuples(fks); r++)
 		if (same_table(PQgetvalue(fks, r, 0), PQgetvalue(fks, r, 1), a) &&
@@ -234,8 +240,7 @@ static bool analyze_targets(PgConn *t, const Config *cfg)
 		const Mapping *m = &cfg->mappings[i];
 		bool seen = false;
 		for (size_t j = 0; j < i && !seen; j++)
-			seen = strcmp(cfg->mappings[j].target_schema, m->target_schema) == 0 &&
-			       strcmp(cfg->mappings[j].target_table, m->target_table) == 0;
+			seen = same_target(&cfg->mappings[j], m);
 		if (seen)
 			continue;
 		AUTOFREE char *qt = pg_qualified(t, m->target_schema, m->target_table);

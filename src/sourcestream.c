@@ -31,25 +31,33 @@ static bool field_int(const char *row, int len, int pos, int64_t *v)
 	return key_int(buf, v);
 }
 
-/* The key of a kept row (key columns where the mapping has them) or of a filtered one
- * (key columns first, in the order of the source columns). */
-static bool row_key_at(const Mapping *m, const char *row, int len, bool filtered, Key *k)
+/* The key of a row whose key columns are at @pos (a kept row: the mapping's positions; a
+ * filtered row: ss->filt_pos). */
+static bool row_key_at(const int *pos, int n_key, const char *row, int len, Key *k)
 {
 	memset(k, 0, sizeof *k);
-	k->n = (uint8_t)m->n_key;
-	for (int i = 0; i < m->n_key; i++) {
-		int pos = m->key_idx[i];
-		if (filtered) {
-			/* Its rank among the key columns, in source-column order. */
-			int rank = 0;
-			for (int j = 0; j < m->n_key; j++)
-				rank += m->key_idx[j] < pos;
-			pos = rank;
-		}
-		if (!field_int(row, len, pos, &k->v[i]))
+	k->n = (uint8_t)n_key;
+	for (int i = 0; i < n_key; i++)
+		if (!field_int(row, len, pos[i], &k->v[i]))
 			return false;
-	}
 	return true;
+}
+
+/* A filtered row is "k1 .. kn index", key columns in source-column order: where each one
+ * is, worked out once rather than for each of millions of rows. */
+static void filtered_layout(SourceStream *ss)
+{
+	const Mapping *m = ss->m;
+	ss->col_key = xcalloc(m->n_src_cols + 1, sizeof *ss->col_key);
+	for (size_t c = 0; c < m->n_src_cols; c++)
+		ss->col_key[c] = -1;
+	for (int i = 0; i < m->n_key; i++) {
+		int rank = 0;
+		for (int j = 0; j < m->n_key; j++)
+			rank += m->key_idx[j] < m->key_idx[i];
+		ss->filt_pos[i] = rank;
+		ss->col_key[m->key_idx[i]] = rank;
+	}
 }
 
 /* Sends the statement of one part; the server computes it while the caller goes on. */
@@ -80,6 +88,7 @@ bool source_stream_open(SourceStream *ss, PgConn *src, const Mapping *m, const K
 		ss->pending = true;
 		return true;
 	}
+	filtered_layout(ss);
 	AUTOFREE char *snap = NULL;
 	if (!pg_query_value(src, "SELECT pg_export_snapshot()", 0, NULL, &snap) || !pg_connect_like(&ss->side, src) ||
 	    !pg_join_snapshot(&ss->side, snap) ||
@@ -130,7 +139,7 @@ static bool fill(SourceStream *ss, PgConn *c, char **row, int *len, Key *key, bo
 		return true;
 	}
 	*len = n;
-	if (!row_key_at(ss->m, *row, n, filtered, key)) {
+	if (!row_key_at(filtered ? ss->filt_pos : ss->m->key_idx, ss->m->n_key, *row, n, key)) {
 		log_error("%s: a %s row of the source stream has no integer key: %.80s", ss->m->entity,
 			  filtered ? "filtered" : "kept", *row);
 		return false;
@@ -156,17 +165,12 @@ static int rebuild(SourceStream *ss, char **row)
 		p = t < end ? t + 1 : end;
 	}
 	sb_reset(&ss->synth);
-	int rank = 0;
 	for (size_t i = 0; i < m->n_src_cols; i++) {
-		bool key = false;
-		for (int k = 0; k < m->n_key; k++)
-			key = key || m->key_idx[k] == (int)i;
-		if (key) {
-			sb_put(&ss->synth, f[rank], (size_t)fl[rank]);
-			rank++;
-		} else {
+		int k = ss->col_key[i];
+		if (k >= 0)
+			sb_put(&ss->synth, f[k], (size_t)fl[k]);
+		else
 			sb_puts(&ss->synth, "\\N");
-		}
 		sb_putc(&ss->synth, '\t');
 	}
 	sb_put(&ss->synth, f[m->n_key], (size_t)fl[m->n_key]);
@@ -231,6 +235,8 @@ void source_stream_close(SourceStream *ss)
 	}
 	ss->kept_end = ss->filt_end = true;
 	sb_free(&ss->synth);
+	free(ss->col_key);
+	ss->col_key = NULL;
 	free(ss->kept_sql);
 	free(ss->filt_sql);
 	ss->kept_sql = ss->filt_sql = NULL;

@@ -41,6 +41,8 @@ typedef struct SourceStream {
 	bool lost;                /* a part failed because its connection is gone */
 	char *given;              /* the libpq row handed out last: freed at the next call */
 	StrBuf synth;             /* a filtered row, rebuilt */
+	int filt_pos[EDUMIG_MAX_KEY_COLS]; /* where each key column is in a filtered row */
+	int *col_key;             /* per source column: its place in a filtered row, or -1 */
 } SourceStream;
 
 /**
@@ -54,8 +56,9 @@ typedef struct SourceStream {
  */
 bool source_stream_open(SourceStream *ss, PgConn *src, const Mapping *m, const Key *resume, bool null_keys,
 			bool unique);
-/* The next row's length with *row set (the first call waits for the statements to begin) (valid until the next call; the buffer holds a NUL
- * after the row, so it can be split in place), 0 at the end, -1 on error (logged). */
+/* The next row's length with *row set, 0 at the end, -1 on error (logged). The row is valid
+ * until the next call, with a NUL after it, so it can be split in place. The first call waits
+ * for the statements to begin. */
 int source_stream_next(SourceStream *ss, char **row);
 /* Drains whatever is left (an interrupted COPY), closes the second connection. */
 void source_stream_close(SourceStream *ss);
