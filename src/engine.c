@@ -478,6 +478,10 @@ static int run_phase(const EngineOptions *o, Config *cfg, PgConn *s, PgConn *t, 
 		rc = EXIT_SERVER;
 		goto out;
 	}
+	if (!control_refresh_stats(t, ph->number)) {
+		rc = EXIT_SERVER;
+		goto out;
+	}
 	/* One snapshot for the whole phase: every entity sees the same source. */
 	if (!source_begin(s)) {
 		rc = EXIT_SERVER;
@@ -801,7 +805,7 @@ static int verify_links(PgConn *t, const Config *cfg)
 				continue;
 			if (k < i)
 				first = false;
-			sb_printf(&ents, "%s\"%s\"", ents.len > 1 ? "," : "", o->entity);
+			sb_array_item(&ents, o->entity);
 		}
 		sb_putc(&ents, '}');
 		if (!first) {
@@ -1075,7 +1079,8 @@ int engine_retry(const EngineOptions *o)
 		rc = EXIT_SERVER;
 		goto out;
 	}
-	if (!control_run_start(&t, "retry", o->phase, config_hash(cfg), &run_id) || !source_begin(&s)) {
+	if (!control_refresh_stats(&t, o->phase) || !control_run_start(&t, "retry", o->phase, config_hash(cfg), &run_id) ||
+	    !source_begin(&s)) {
 		rc = EXIT_SERVER;
 		goto out;
 	}

@@ -103,7 +103,7 @@ static char *entity_array(const Config *cfg, const int *ents, size_t n)
 	StrBuf b = {0};
 	sb_putc(&b, '{');
 	for (size_t i = 0; i < n; i++)
-		sb_printf(&b, "%s\"%s\"", i ? "," : "", cfg->mappings[ents[i]].entity);
+		sb_array_item(&b, cfg->mappings[ents[i]].entity);
 	sb_putc(&b, '}');
 	return sb_steal(&b);
 }

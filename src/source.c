@@ -130,11 +130,8 @@ bool source_key_unique(PgConn *s, const Mapping *m, bool *unique)
 	AUTOFREE char *qt = quote_table(s, m->source_table);
 	StrBuf cols = {0};
 	sb_putc(&cols, '{');
-	for (int i = 0; i < m->n_key; i++) {
-		if (i)
-			sb_putc(&cols, ',');
-		sb_printf(&cols, "\"%s\"", m->key_cols[i]);
-	}
+	for (int i = 0; i < m->n_key; i++)
+		sb_array_item(&cols, m->key_cols[i]);
 	sb_putc(&cols, '}');
 	/* A unique index (no predicate, no expressions) over exactly the key columns. */
 	const char *p[] = {qt, sb_str(&cols)};

@@ -41,6 +41,19 @@ void sb_putc(StrBuf *b, char c)
 	b->data[b->len] = '\0';
 }
 
+void sb_array_item(StrBuf *b, const char *s)
+{
+	if (b->len > 0 && b->data[b->len - 1] != '{')
+		sb_putc(b, ',');
+	sb_putc(b, '"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			sb_putc(b, '\\');
+		sb_putc(b, *s);
+	}
+	sb_putc(b, '"');
+}
+
 void sb_vprintf(StrBuf *b, const char *fmt, va_list ap)
 {
 	/* Format into the free space first; grow and format again only when it did not fit. */

@@ -980,7 +980,7 @@ static int retry_chunk(Loop *l, char **keys, size_t n, bool unique, int64_t *mov
 	StrBuf arr = {0};
 	sb_putc(&arr, '{');
 	for (size_t i = 0; i < n; i++)
-		sb_printf(&arr, "%s\"%s\"", i ? "," : "", keys[i]);
+		sb_array_item(&arr, keys[i]);
 	sb_putc(&arr, '}');
 	AUTOFREE char *base = source_stream_sql(l->src, l->m, false, false, unique, STREAM_ALL);
 	/* The stream statement with its WHERE narrowed to the keys being retried. */
@@ -1002,7 +1002,10 @@ static int retry_chunk(Loop *l, char **keys, size_t n, bool unique, int64_t *mov
 		where = w;
 	StrBuf sql = {0};
 	sb_put(&sql, base, (size_t)(where - base) + 7);
-	sb_printf(&sql, "%s = ANY(current_setting('edumig.retry_keys')::text[]) AND %s", sb_str(&kx), where + 7);
+	/* IN (SELECT unnest ...) is hashed; "= ANY(array)" compared each source row with every
+	 * key of the chunk: hours for grades' 15,000 skips at scale 1.0. */
+	sb_printf(&sql, "%s IN (SELECT unnest(current_setting('edumig.retry_keys')::text[])) AND %s", sb_str(&kx),
+		  where + 7);
 	int st = 1;
 	if (!pg_set_setting(l->src, "edumig.retry_keys", sb_str(&arr)) || !pg_copy_out_start(l->src, sb_str(&sql))) {
 		st = 0;

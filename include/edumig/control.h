@@ -40,6 +40,8 @@ bool control_exists(PgConn *t, bool *exists);
 bool control_run_start(PgConn *t, const char *command, int phase, const char *config_hash, int64_t *run_id);
 bool control_run_finish(PgConn *t, int64_t run_id, const char *status, const char *message);
 
+/* ANALYZE the id map and skips when @phase has checkpoints (a resume or delta run). */
+bool control_refresh_stats(PgConn *t, int phase);
 /* Takes the per-phase advisory lock on the target session, or names who holds it. */
 bool control_lock_phase(PgConn *t, int phase);
 void control_unlock_phase(PgConn *t, int phase);

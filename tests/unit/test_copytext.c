@@ -211,8 +211,24 @@ static void test_round_trip(void)
 	free(line);
 }
 
+/* Retry hands its keys to the source as a text[] literal: a key with a quote, a backslash,
+ * a comma or a brace must come back as itself. */
+static void test_array_item(void)
+{
+	StrBuf b = {0};
+	sb_putc(&b, '{');
+	sb_array_item(&b, "42");
+	sb_array_item(&b, "a\"b\\c");
+	sb_array_item(&b, "x,{y}");
+	sb_array_item(&b, "");
+	sb_putc(&b, '}');
+	TAP_STR_EQ(sb_str(&b), "{\"42\",\"a\\\"b\\\\c\",\"x,{y}\",\"\"}", "array literal quotes and escapes each key");
+	sb_free(&b);
+}
+
 int main(void)
 {
+	test_array_item();
 	test_plain();
 	test_nulls();
 	test_empty_fields();
