@@ -181,6 +181,21 @@ static int rebuild(SourceStream *ss, char **row)
 	return (int)ss->synth.len;
 }
 
+/* counted_only: the filtered head as its key and filter index, not rebuilt. */
+static int hand_out_counted(SourceStream *ss)
+{
+	int64_t fi;
+	if (!field_int(ss->filt, ss->filt_len, ss->m->n_key, &fi) || fi < 0 || (size_t)fi >= ss->m->n_filters) {
+		log_error("%s: a filtered row of the source stream has no filter index: %.80s", ss->m->entity, ss->filt);
+		return -1;
+	}
+	ss->filt_given_key = ss->filt_key;
+	ss->filt_given_index = (int)fi;
+	PQfreemem(ss->filt);
+	ss->filt = NULL;
+	return 1;
+}
+
 int source_stream_next(SourceStream *ss, char **row)
 {
 	if (ss->given) {
@@ -209,7 +224,7 @@ int source_stream_next(SourceStream *ss, char **row)
 		ss->kept = NULL;
 		return ss->kept_len;
 	}
-	return rebuild(ss, row);
+	return ss->counted_only ? hand_out_counted(ss) : rebuild(ss, row);
 }
 
 static void drain(PgConn *c)

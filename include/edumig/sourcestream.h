@@ -43,6 +43,12 @@ typedef struct SourceStream {
 	StrBuf synth;             /* a filtered row, rebuilt */
 	int filt_pos[EDUMIG_MAX_KEY_COLS]; /* where each key column is in a filtered row */
 	int *col_key;             /* per source column: its place in a filtered row, or -1 */
+	/* Set by the caller after opening: a filtered row is handed out as its key and filter
+	 * index only (source_stream_next returns it with *row NULL), not rebuilt. A first run has
+	 * no use for the rest: the row is only counted, and its hash is never stored. */
+	bool counted_only;
+	Key filt_given_key;       /* the filtered row handed out last (counted_only) */
+	int filt_given_index;
 } SourceStream;
 
 /**
@@ -58,7 +64,8 @@ bool source_stream_open(SourceStream *ss, PgConn *src, const Mapping *m, const K
 			bool unique);
 /* The next row's length with *row set, 0 at the end, -1 on error (logged). The row is valid
  * until the next call, with a NUL after it, so it can be split in place. The first call waits
- * for the statements to begin. */
+ * for the statements to begin. With counted_only, a filtered row comes back as 1 with *row
+ * NULL, its key and filter index in filt_given_key and filt_given_index. */
 int source_stream_next(SourceStream *ss, char **row);
 /* Drains whatever is left (an interrupted COPY), closes the second connection. */
 void source_stream_close(SourceStream *ss);
