@@ -147,8 +147,9 @@ static void referrers_free(Referrer *r, size_t n)
 	free(r);
 }
 
-/* Why the row must stay ("" when nothing refers to it), or NULL on a server error. */
-static char *blocker(PgConn *t, const Mapping *m, const Referrer *refs, size_t n, const char *key, const char *uuid)
+/* Why the row must stay ("" when nothing refers to it), or NULL on a server error. @merged: the
+ * least key of a row merged onto it that is still in the source ("" for none). */
+static char *blocker(PgConn *t, const Mapping *m, const Referrer *refs, size_t n, const char *uuid, const char *merged)
 {
 	for (size_t i = 0; i < n; i++) {
 		const char *p[] = {uuid};
@@ -160,13 +161,6 @@ static char *blocker(PgConn *t, const Mapping *m, const Referrer *refs, size_t n
 		if (used)
 			return xasprintf("blocked: %s still refers to it", refs[i].name);
 	}
-	const char *p[] = {m->entity, key};
-	AUTOFREE char *merged = NULL;
-	if (!pg_query_value(t,
-			    "SELECT coalesce(min(old_key), '') FROM edumig.id_map WHERE entity = $1 AND merged_into = $2 "
-			    "AND kind = 'merged'",
-			    2, p, &merged))
-		return NULL;
 	if (*merged)
 		return xasprintf("blocked: %s %s and maybe others were merged onto it and are still in the source",
 				 m->entity, merged);
@@ -179,10 +173,18 @@ static int64_t apply_entity(PgConn *t, const Mapping *m, int64_t run_id)
 	char run[32];
 	snprintf(run, sizeof run, "%lld", (long long)run_id);
 	const char *pe[] = {m->entity};
-	/* Merged rows and skipped rows first: a survivor is blocked by its merged rows. */
+	/* Merged rows and skipped rows first: a survivor is blocked by its merged rows that stay
+	 * in the source (those gone too are deleted before it). They are found for all gone rows
+	 * in one pass: a query per row scanned the entity's whole id map each time (35 s for
+	 * 2,000 gone grades at scale 1.0; id_map has no index on merged_into). */
 	PGresult *g = pg_query(t,
-			       "SELECT old_key, kind, new_id FROM edumig.source_gone WHERE entity = $1 AND applied_by_run IS NULL "
-			       "ORDER BY kind = 'row', length(old_key), old_key",
+			       "SELECT g.old_key, g.kind, g.new_id, coalesce(mm.merged, '') FROM edumig.source_gone g "
+			       "LEFT JOIN (SELECT m.merged_into, min(m.old_key) AS merged FROM edumig.id_map m "
+			       "WHERE m.entity = $1 AND m.kind = 'merged' AND NOT EXISTS (SELECT 1 FROM edumig.source_gone x "
+			       "WHERE x.entity = m.entity AND x.old_key = m.old_key AND x.applied_by_run IS NULL) "
+			       "GROUP BY m.merged_into) mm ON mm.merged_into = g.old_key "
+			       "WHERE g.entity = $1 AND g.applied_by_run IS NULL "
+			       "ORDER BY g.kind = 'row', length(g.old_key), g.old_key",
 			       1, pe);
 	if (!g)
 		return -1;
@@ -201,7 +203,8 @@ static int64_t apply_entity(PgConn *t, const Mapping *m, int64_t run_id)
 	const char *first_block = NULL;
 	for (int i = 0; ok && i < PQntuples(g); i++) {
 		const char *key = PQgetvalue(g, i, 0), *kind = PQgetvalue(g, i, 1), *uuid = PQgetvalue(g, i, 2);
-		AUTOFREE char *why = strcmp(kind, "row") == 0 ? blocker(t, m, refs, n_refs, key, uuid) : xstrdup("");
+		AUTOFREE char *why =
+			strcmp(kind, "row") == 0 ? blocker(t, m, refs, n_refs, uuid, PQgetvalue(g, i, 3)) : xstrdup("");
 		if (!why) {
 			ok = false;
 			break;
@@ -260,6 +263,10 @@ static int64_t apply_entity(PgConn *t, const Mapping *m, int64_t run_id)
 
 int64_t delta_apply_deletes(PgConn *t, const Config *cfg, int phase_from, int phase_to, int64_t run_id)
 {
+	/* The delta pass has just filled source_gone: planned on its old statistics (no rows),
+	 * the survivors' check below ran as a nested loop, 20 s for 2,000 gone grades. */
+	if (!pg_exec(t, "ANALYZE edumig.source_gone", NULL))
+		return -1;
 	int64_t blocked = 0;
 	for (size_t p = cfg->n_phases; p-- > 0;) {
 		const Phase *ph = &cfg->phases[p];
