@@ -9,6 +9,7 @@
 #include "edumig/log.h"
 #include "edumig/mem.h"
 #include "edumig/source.h"
+#include "edumig/testhook.h"
 
 /* Integer field @pos of a COPY text row (keys are integers: no escapes to undo). */
 static bool field_int(const char *row, int len, int pos, int64_t *v)
@@ -119,6 +120,9 @@ static bool started(SourceStream *ss)
 		ss->filt_end = true;
 		ok = false;
 	}
+	/* Both parts are sending: a test ends the second one's backend here. */
+	if (ss->split)
+		testhook_point("stream_parts_started");
 	ss->lost = ss->lost || !pg_ok(ss->src) || (ss->split && !pg_ok(&ss->side));
 	return ok;
 }
