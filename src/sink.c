@@ -484,7 +484,7 @@ static bool resolve_old_skips(Sink *s, const Batch *b)
 				continue;
 			char kt[KEY_TEXT_MAX];
 			key_format(&b->rows[i].key, kt);
-			sb_printf(&s->resolved, "%s\"%s\"", s->resolved.len > 1 ? "," : "", kt);
+			sb_array_item(&s->resolved, kt);
 		}
 		sb_putc(&s->resolved, '}');
 		keys = s->resolved.len > 2 ? s->resolved.data : NULL;

@@ -43,7 +43,9 @@ void sb_putc(StrBuf *b, char c)
 
 void sb_array_item(StrBuf *b, const char *s)
 {
-	if (b->len > 0 && b->data[b->len - 1] != '{')
+	if (b->len == 0)
+		sb_putc(b, '{');
+	else if (b->data[b->len - 1] != '{')
 		sb_putc(b, ',');
 	sb_putc(b, '"');
 	for (; *s; s++) {

@@ -23,8 +23,9 @@ void sb_puts(StrBuf *b, const char *s);
 void sb_putc(StrBuf *b, char c);
 void sb_printf(StrBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sb_vprintf(StrBuf *b, const char *fmt, va_list ap);
-/* One element of a PostgreSQL array literal the caller opened with '{': a comma unless it is
- * the first, then @s double-quoted with '"' and '\\' escaped (keys may hold either). */
+/* One element of a PostgreSQL array literal: '{' first when @b is empty, a comma unless it is
+ * the first element, then @s double-quoted with '"' and '\\' escaped (keys may hold either).
+ * The caller closes it with '}'. */
 void sb_array_item(StrBuf *b, const char *s);
 void sb_reset(StrBuf *b);          /* len = 0, keeps the allocation */
 void sb_truncate(StrBuf *b, size_t len);

@@ -178,6 +178,8 @@ assert_eq "the second run of phase 1 analyzed edumig.id_map and edumig.skips fir
               FROM pg_stat_user_tables WHERE schemaname = 'edumig' AND relname IN ('id_map', 'skips')")"
 assert_eq "it picked up the added person (read +1, migrated +1)" "$((exp_read + 1)) $((p_mig + 1))" \
     "$(cp_field "$RT" person rows_read) $(cp_field "$RT" person rows_migrated)"
+new_db RTA rta "$RT"   # the state before the retry, for the batch-size comparison below
+new_db RTB rtb "$RT"
 out=$(edumig2 "$RT" retry --phase 1 2>&1); rc=$?
 assert_eq "retry --phase 1 exits 0" 0 "$rc"
 assert_match "retry says what it re-read and what moved" "person: $exp_rejected skipped rows? re-read, $exp_rejected now migrated" "$out"
@@ -194,6 +196,22 @@ assert_exit "verify exits 0 after the retry (accounting still exact)" 0 edumig2 
 assert_exit "a second retry finds nothing more to move and exits 0" 0 edumig2 "$RT" retry --phase 1
 assert_eq "... and changes no counts" "$((p_mig + 1 + exp_rejected)) $((n_mig + exp_parent_skipped + to_new))" \
     "$(cp_field "$RT" person rows_migrated) $(cp_field "$RT" note rows_migrated)"
+
+# A retry is one source statement written in batches of --batch-size keys; a retried key the
+# source no longer has is passed over in key order and its skip resolved with the batch at hand.
+new_db S3 s3 "$S2"
+gone_note=$(q "$S2" "SELECT min(id) FROM notes WHERE person_id = 999999")   # retried: its parent has moved since
+q "$S3" "DELETE FROM notes WHERE id = $gone_note" >/dev/null
+edumig3() { local t=$1; shift; "$EDUMIG" "$@" --config "$CFG" --source "dbname=$S3" --target "dbname=$t" --log-dir "$WORKDIR/logs"; }
+assert_exit "retry in batches of one key exits 0" 0 edumig3 "$RTA" retry --phase 1 --batch-size 1 -q
+assert_exit "retry in batches of 5000 keys exits 0" 0 edumig3 "$RTB" retry --phase 1 -q
+counters() { q "$1" "SELECT string_agg(entity || ':' || rows_migrated || '/' || rows_skipped || '/' || rows_warned, ' ' ORDER BY entity) FROM edumig.checkpoints"; }
+assert_eq "a retry in batches of one key ends as one in batches of 5000 (rows, id map, skips, counters)" \
+    "$(migration_checksum "$RTB" person note) $(counters "$RTB")" "$(migration_checksum "$RTA" person note) $(counters "$RTA")"
+assert_eq "... it moved what the 5000-key retry moved" "$(cp_field "$RT" person rows_migrated) $((n_mig + exp_parent_skipped + to_new - 1))" \
+    "$(cp_field "$RTA" person rows_migrated) $(cp_field "$RTA" note rows_migrated)"
+assert_eq "... and the skip of the note gone from the source is resolved, not left open" "superseded" \
+    "$(q "$RTA" "SELECT string_agg(DISTINCT resolution, ',') FROM edumig.skips WHERE entity = 'note' AND old_key = '$gone_note'")"
 
 # --- rollback ---------------------------------------------------------------------------
 new_db R1 r1 "$T1"

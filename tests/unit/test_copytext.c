@@ -224,6 +224,12 @@ static void test_array_item(void)
 	sb_putc(&b, '}');
 	TAP_STR_EQ(sb_str(&b), "{\"42\",\"a\\\"b\\\\c\",\"x,{y}\",\"\"}", "array literal quotes and escapes each key");
 	sb_free(&b);
+	StrBuf c = {0};
+	sb_array_item(&c, "7");
+	sb_array_item(&c, "8");
+	sb_putc(&c, '}');
+	TAP_STR_EQ(sb_str(&c), "{\"7\",\"8\"}", "array literal opened by its first item on an empty buffer");
+	sb_free(&c);
 }
 
 int main(void)
