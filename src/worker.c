@@ -523,7 +523,6 @@ static void settle_changed(Loop *l, StrBuf *raw, const Key *key, uint64_t h, con
 	tag_owner(l, &l->ub, issues_before, rows_before);
 }
 
-/* Streams the rows; returns 1 done, 0 failed, 2 stopped by --max-skips. */
 /* Close the batch only between two keys, so resume never splits a key. Filtered rows are only
  * counted, so they do not fill a batch (a commit per 5000 rows of a stream that is 94% filtered
  * cost grades 10 s), up to 50 batches' worth of them. */
@@ -534,6 +533,7 @@ static bool batch_due(const Loop *l, const Key *key, bool has_last, const Key *l
 	       !(has_last && key_equal(key, last));
 }
 
+/* Streams the rows; returns 1 done, 0 failed, 2 stopped by --max-skips. */
 static int stream(Loop *l, bool null_keys, bool unique)
 {
 	bool resume = !null_keys && !l->delta && l->cp.has_last_key;
@@ -1023,11 +1023,12 @@ static bool retry_flush(Loop *l, StrBuf *res, int64_t *seen, int64_t *moved)
 	return ok;
 }
 
-static void retry_resolve_key(StrBuf *res, const Key *k)
+/* @k as the next element of the text[] literal in @b. */
+static void array_key(StrBuf *b, const Key *k)
 {
 	char kt[KEY_TEXT_MAX];
 	key_format(k, kt);
-	sb_array_item(res, kt);
+	sb_array_item(b, kt);
 }
 
 /*
@@ -1039,11 +1040,8 @@ static int retry_stream(Loop *l, const Key *keys, size_t n, bool unique, int64_t
 {
 	StrBuf arr = {0};
 	sb_putc(&arr, '{');
-	for (size_t i = 0; i < n; i++) {
-		char kt[KEY_TEXT_MAX];
-		key_format(&keys[i], kt);
-		sb_array_item(&arr, kt);
-	}
+	for (size_t i = 0; i < n; i++)
+		array_key(&arr, &keys[i]);
 	sb_putc(&arr, '}');
 	AUTOFREE char *base = source_stream_sql(l->src, l->m, false, false, unique, STREAM_ALL);
 	/* The stream statement with its WHERE narrowed to the keys being retried. */
@@ -1100,10 +1098,10 @@ static int retry_stream(Loop *l, const Key *keys, size_t n, bool unique, int64_t
 			break;
 		}
 		while (next < n && key_compare(&keys[next], &key) < 0)
-			retry_resolve_key(&res, &keys[next++]);
+			array_key(&res, &keys[next++]);
 		if (next < n && key_equal(&keys[next], &key))
 			next++;
-		retry_resolve_key(&res, &key);
+		array_key(&res, &key);
 		prev = key;
 		has_prev = true;
 		seen++;
@@ -1130,7 +1128,7 @@ static int retry_stream(Loop *l, const Key *keys, size_t n, bool unique, int64_t
 		goto out;
 	}
 	while (next < n)
-		retry_resolve_key(&res, &keys[next++]);
+		array_key(&res, &keys[next++]);
 	if (!retry_flush(l, &res, &seen, moved))
 		st = 0;
 out:
