@@ -743,6 +743,20 @@ static void print_status_table(const EntityStatus *st, size_t n)
 		printf("  gone: legacy rows no longer in the source, still in the target (edumig.source_gone lists them;\n"
 		       "        `run --apply-deletes` removes them); changed: source rows changed since they moved,\n"
 		       "        left as they are (`run --update` rewrites them); updated: rows rewritten so far\n");
+	/* unaccounted compares today's source count with the counters of the last run, so it
+	 * cannot tell a deleted row from a lost one; the sign says which way the source moved. */
+	bool fewer = false, more = false;
+	for (size_t i = 0; i < n; i++) {
+		fewer |= st[i].has_cp && st[i].unaccounted < 0;
+		more |= st[i].has_cp && st[i].cp.done && st[i].unaccounted > 0;
+	}
+	if (fewer)
+		printf("\nunaccounted below 0: the source holds fewer rows than the last run accounted for (rows\n"
+		       "deleted at the source since then). Running the phase again records them as gone and\n"
+		       "brings the figure back to 0; `run --apply-deletes` then removes them from the target.\n");
+	if (more)
+		printf("\nunaccounted above 0 on a finished entity: the source holds rows no run has read (added at\n"
+		       "the source since the last run). Running the phase again moves them.\n");
 }
 
 /* A count from @sql with one text parameter; -1 after logging on failure. */
@@ -921,8 +935,11 @@ static int with_status(const EngineOptions *o, bool verify)
 		const char *verdict = "ok";
 		if (!es->has_cp || !es->cp.done)
 			verdict = "FAIL: not finished";
-		else if (es->unaccounted != 0)
-			verdict = "FAIL: rows unaccounted";
+		else if (es->unaccounted > 0)
+			verdict = "FAIL: rows unaccounted (added at the source since the last run? run the phase again)";
+		else if (es->unaccounted < 0)
+			verdict = "FAIL: fewer source rows than accounted for (deleted at the source since the last run? "
+				  "run the phase again: it records them as gone)";
 		if (strcmp(verdict, "ok") != 0)
 			failed++;
 		printf("%-22s %10" PRId64 " %10" PRId64 " %10" PRId64 " %10" PRId64 " %11" PRId64 "  %s\n", es->m->entity,
