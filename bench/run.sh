@@ -110,24 +110,36 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 logdir="$work/logs-$stamp"
 mkdir -p "$logdir"
 jobs=$(nproc)
-# run_edumig NAME SOURCE_DB TARGET_DB ARGS...: one timed `run --all`; writes NAME.{out,time,json}
-run_edumig() {
-    local name=$1 src=$2 tgt=$3; shift 3
-    "$here/scripts/fixture-db" target "$tgt" || die "fixture-db target $tgt failed"
-    say "edumig run --all --bcrypt-cost 4 $* ($name; log: $logdir/$name.out)"
+# timed_run NAME CONFIG_DIR SOURCE_DB TARGET_DB ARGS...: `edumig ARGS` under time -v, then its
+# status --json; writes NAME.{out,time,wall,rss,json} to the log directory
+timed_run() {
+    local name=$1 cfg=$2 src=$3 tgt=$4; shift 4
+    say "edumig $* ($name; log: $logdir/$name.out)"
     local t0 t1
     t0=$(now)
     /usr/bin/time -v -o "$logdir/$name.time" \
-        "$edumig" run --all --bcrypt-cost 4 "$@" --config "$here" \
-        --source "dbname=$src" --target "dbname=$tgt" --log-dir "$logdir" -v >"$logdir/$name.out" 2>&1 \
-        || { tail -30 "$logdir/$name.out" >&2; die "edumig run --all $* failed (see $logdir/$name.out)"; }
+        "$edumig" "$@" --config "$cfg" --source "dbname=$src" --target "dbname=$tgt" --log-dir "$logdir" -v \
+        >"$logdir/$name.out" 2>&1 \
+        || { tail -30 "$logdir/$name.out" >&2; die "edumig $* failed (see $logdir/$name.out)"; }
     t1=$(now)
     elapsed "$t0" "$t1" >"$logdir/$name.wall"
     sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): *//p' "$logdir/$name.time" >"$logdir/$name.rss"
     [ -s "$logdir/$name.rss" ] || die "no 'Maximum resident set size' in $logdir/$name.time"
-    "$edumig" status --json --config "$here" --source "dbname=$src" --target "dbname=$tgt" \
+    "$edumig" status --json --config "$cfg" --source "dbname=$src" --target "dbname=$tgt" \
         --log-dir "$logdir" >"$logdir/$name.json" || die "edumig status --json failed"
     say "$name: $(cat "$logdir/$name.wall")s wall, peak RSS $(cat "$logdir/$name.rss") kB"
+}
+# run_edumig NAME SOURCE_DB TARGET_DB ARGS...: one timed `run --all` into a fresh target
+run_edumig() {
+    local name=$1 src=$2 tgt=$3; shift 3
+    "$here/scripts/fixture-db" target "$tgt" || die "fixture-db target $tgt failed"
+    timed_run "$name" "$here" "$src" "$tgt" run --all --bcrypt-cost 4 "$@"
+}
+# same_table DB_A DB_B TABLE: dies unless TABLE holds the same rows in both databases
+same_table() {
+    [ "$(q -d "$1" -c "SELECT md5(string_agg(t::text, '' ORDER BY t::text)) FROM $3 t")" = \
+      "$(q -d "$2" -c "SELECT md5(string_agg(t::text, '' ORDER BY t::text)) FROM $3 t")" ] \
+        || die "$2.$3 differs from $1.$3: the configurations must write the same rows"
 }
 run_edumig jobs1 edu lms_run --jobs 1
 run_edumig jobsN edu lms_jobs --jobs "$jobs"
@@ -137,9 +149,7 @@ run_edumig batch1000 edu lms_batch1000 --jobs 1 --batch-size 1000
 run_edumig batch20000 edu lms_batch20000 --jobs 1 --batch-size 20000
 for t in lms_jobs lms_bulk lms_batch1000 lms_batch20000; do
     for tbl in users grades course_enrollments; do
-        [ "$(q -d lms_run -c "SELECT md5(string_agg(t::text, '' ORDER BY t::text)) FROM $tbl t")" = \
-          "$(q -d "$t" -c "SELECT md5(string_agg(t::text, '' ORDER BY t::text)) FROM $tbl t")" ] \
-            || die "$t.$tbl differs from lms_run.$tbl: the configurations must write the same rows"
+        same_table lms_run "$t" "$tbl"
     done
 done
 run_wall=$(cat "$logdir/jobs1.wall")
@@ -179,22 +189,8 @@ run_grades() {
     # FILE_COPY and a checkpoint: the default WAL_LOG copy leaves the copied pages dirty in
     # shared buffers, and the run after it paid for writing them out (2-3 s more for grades).
     q -d postgres -c "CREATE DATABASE lms_$name TEMPLATE lms_pre STRATEGY FILE_COPY" -c "CHECKPOINT"
-    say "edumig run --phase $gphase (grades alone) $* ($name)"
-    local t0 t1
-    t0=$(now)
-    /usr/bin/time -v -o "$logdir/$name.time" \
-        "$edumig" run --phase "$gphase" "$@" --config "$gcfg" --source "dbname=edu" --target "dbname=lms_$name" \
-        --log-dir "$logdir" -v >"$logdir/$name.out" 2>&1 \
-        || { tail -30 "$logdir/$name.out" >&2; die "grades alone $* failed (see $logdir/$name.out)"; }
-    t1=$(now)
-    elapsed "$t0" "$t1" >"$logdir/$name.wall"
-    sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): *//p' "$logdir/$name.time" >"$logdir/$name.rss"
-    "$edumig" status --json --config "$gcfg" --source "dbname=edu" --target "dbname=lms_$name" \
-        --log-dir "$logdir" >"$logdir/$name.json" || die "edumig status --json failed"
-    [ "$(q -d lms_run -c "SELECT md5(string_agg(t::text, '' ORDER BY t::text)) FROM grades t")" = \
-      "$(q -d "lms_$name" -c "SELECT md5(string_agg(t::text, '' ORDER BY t::text)) FROM grades t")" ] \
-        || die "lms_$name.grades differs from lms_run.grades"
-    say "$name: $(cat "$logdir/$name.wall")s wall"
+    timed_run "$name" "$gcfg" edu "lms_$name" run --phase "$gphase" "$@"
+    same_table lms_run "lms_$name" grades
 }
 run_grades grades_j1 --jobs 1
 run_grades grades_jn --jobs "$jobs"
