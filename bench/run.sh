@@ -192,9 +192,13 @@ run_grades() {
     timed_run "$name" "$gcfg" edu "lms_$name" run --phase "$gphase" "$@"
     same_table lms_run "lms_$name" grades
 }
-run_grades grades_j1 --jobs 1
-run_grades grades_jn --jobs "$jobs"
-run_grades grades_bulk --jobs "$jobs" --bulk
+# Twice each, interleaved, so that a burst of load on the shared machine hits one run of a
+# configuration, not all of them; the report takes the faster run and shows the other.
+for round in a b; do
+    run_grades "grades_j1_$round" --jobs 1
+    run_grades "grades_jn_$round" --jobs "$jobs"
+    run_grades "grades_bulk_$round" --jobs "$jobs" --bulk
+done
 
 # The source side alone: each entity's stream statement (from the --verbose log) into
 # /dev/null, on a snapshot of its own: what edumig must read, whatever it does with it. An
@@ -388,8 +392,13 @@ def load(name):
             cpu += float(v)
     return dict(ents=st, wall=float(open("%s/%s.wall" % (logdir, name)).read()),
                 rss=int(open("%s/%s.rss" % (logdir, name)).read()), cpu=cpu)
-C = {n: load(n) for n in ("jobs1", "jobsN", "bulk", "rss", "batch1000", "batch20000",
-                          "grades_j1", "grades_jn", "grades_bulk")}
+C = {n: load(n) for n in ("jobs1", "jobsN", "bulk", "rss", "batch1000", "batch20000")}
+# grades alone: the faster of its two runs per configuration (ga), the slower shown beside (gb)
+ga, gb, gcpu = {}, {}, {}
+for c, k in (("1", "j1"), ("N", "jn"), ("bulk", "bulk")):
+    two = sorted((load("grades_%s_%s" % (k, r)) for r in "ab"), key=lambda x: x["ents"]["grades"]["seconds"])
+    ga[c], gb[c] = (x["ents"]["grades"]["seconds"] for x in two)
+    gcpu[c] = two[0]["cpu"]
 ents = C["jobs1"]["ents"]
 reads = dict(l.rstrip("\n").split("\t") for l in open(read_path))
 rows = []
@@ -456,7 +465,6 @@ L.append("| **total** (limit and read: sums; runs: wall time of `run --all`) | {
          C["jobsN"]["wall"], C["bulk"]["wall"], ratio(C["bulk"]["wall"], sum_limit), rate(ts, C["jobs1"]["wall"])))
 L.append("")
 g = next(r for r in rows if r["table"] == "grades")
-ga = {c: C["grades_" + k]["ents"]["grades"]["seconds"] for c, k in (("1", "j1"), ("N", "jn"), ("bulk", "bulk"))}
 u1, uN = C["jobs1"]["ents"]["users"]["seconds"], C["jobsN"]["ents"]["users"]["seconds"]
 L.append("## Against the targets of issue 7\n")
 L.append("| target | measured | met |\n|---|---|---|")
@@ -467,18 +475,20 @@ row("whole migration ≤ 1.5 × the sum of the limit pipes", "j1 %.1f s / %.1f s
     ratio(C["jobsN"]["wall"], sum_limit), ratio(C["bulk"]["wall"], sum_limit)),
     min(C["jobsN"]["wall"], C["bulk"]["wall"], C["jobs1"]["wall"]) <= 1.5 * sum_limit)
 row("grades ≤ 1.1 × its limit pipe (%.2f s)" % g["limit"],
-    "alone: j1 %.1f s = %s, j%s %.1f s = %s; in the whole run: j1 %s, j%s %s (its source stream alone: %.1f s = %s)" % (
-    ga["1"], ratio(ga["1"], g["limit"]), J, ga["N"], ratio(ga["N"], g["limit"]), ratio(g["jobs1"], g["limit"]), J,
-    ratio(g["jobsN"], g["limit"]), g["read"], ratio(g["read"], g["limit"])),
+    "alone: j1 %.1f s = %s (other run %.1f s), j%s %.1f s = %s (%.1f s); in the whole run: j1 %s, j%s %s "
+    "(its source stream alone: %.1f s = %s)" % (
+    ga["1"], ratio(ga["1"], g["limit"]), gb["1"], J, ga["N"], ratio(ga["N"], g["limit"]), gb["N"],
+    ratio(g["jobs1"], g["limit"]), J, ratio(g["jobsN"], g["limit"]), g["read"], ratio(g["read"], g["limit"])),
     min(ga["1"], ga["N"], g["jobs1"], g["jobsN"]) <= 1.1 * g["limit"])
-row("grades with --bulk ≤ 0.6 × its limit pipe", "alone %.1f s = %s; in the whole run %.1f s = %s" % (
-    ga["bulk"], ratio(ga["bulk"], g["limit"]), g["bulk"], ratio(g["bulk"], g["limit"])),
+row("grades with --bulk ≤ 0.6 × its limit pipe", "alone %.1f s = %s (other run %.1f s); in the whole run %.1f s = %s" % (
+    ga["bulk"], ratio(ga["bulk"], g["limit"]), gb["bulk"], g["bulk"], ratio(g["bulk"], g["limit"])),
     min(ga["bulk"], g["bulk"]) <= 0.6 * g["limit"])
-row("--jobs %s faster than --jobs 1 on grades (by 5%% or more: the machine is shared; judged alone)" % J,
-    "alone %.2f s vs %.2f s (%s); in the whole run, beside the other entities of its phase, %.2f s vs %.2f s "
-    "(%s); the whole run %.1f s vs %.1f s" % (
-    ga["N"], ga["1"], ratio(ga["1"], ga["N"]), g["jobsN"], g["jobs1"], ratio(g["jobs1"], g["jobsN"]),
-    C["jobsN"]["wall"], C["jobs1"]["wall"]),
+row("--jobs %s faster than --jobs 1 on grades (by 5%% or more: the machine is shared; judged alone, "
+    "faster run of two each)" % J,
+    "alone %.2f s vs %.2f s (%s; the other runs %.2f s vs %.2f s); in the whole run, beside the other "
+    "entities of its phase, %.2f s vs %.2f s (%s); the whole run %.1f s vs %.1f s" % (
+    ga["N"], ga["1"], ratio(ga["1"], ga["N"]), gb["N"], gb["1"], g["jobsN"], g["jobs1"],
+    ratio(g["jobs1"], g["jobsN"]), C["jobsN"]["wall"], C["jobs1"]["wall"]),
     ga["N"] < 0.95 * ga["1"])
 row("--jobs %s keeps every core hashing (users)" % J, "users %.2f s vs %.2f s (%s)" % (uN, u1, ratio(u1, uN)),
     uN < u1)
@@ -527,7 +537,7 @@ live_all = (live_one + keys) / nproc
 live_all_read = (live_one + net(g["read"])) / nproc
 bulk_all = (bulk_one + keys) / nproc
 bulk_all_read = (bulk_one + net(g["read"])) / nproc
-own = C["grades_j1"]["cpu"]   # edumig's CPU for grades alone (user + sys), start-up included
+own = gcpu["1"]   # edumig's CPU for grades alone (user + sys, its faster run), start-up included
 live_all_own = (live_one + keys + own) / nproc
 bulk_all_own = (bulk_one + keys + own) / nproc
 L.append("")
@@ -548,7 +558,7 @@ for name, sec in [
         ("one scan of all journal details counting the filtered ones (one core, nothing sent): the least "
          "read that accounts for every detail", F["keys"]),
         ("its source stream as edumig reads it (**read** above)", g["read"]),
-        ("edumig's own CPU for grades (user + sys of the grades-alone `--jobs 1` run)", own)]:
+        ("edumig's own CPU for grades (user + sys of the faster grades-alone `--jobs 1` run)", own)]:
     L.append("| %s | %.2f | %s |" % (name, sec, ratio(sec, g["limit"])))
 L.append("")
 L.append("A batch's rows, id-map rows, skip rows and checkpoint commit in one transaction, so one key "
