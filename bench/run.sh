@@ -8,7 +8,8 @@
 # (scripts/pg-sandbox, always stopped on exit), generates the legacy fixture `edu` at scale S,
 # runs `edumig run --all --bcrypt-cost 4` five times into fresh targets under
 # /usr/bin/time -v (--jobs 1; --jobs nproc; --jobs nproc --bulk; --jobs 1 with batch sizes
-# 1000 and 20000), times each entity's source stream alone, pipes the finished target rows and
+# 1000 and 20000), runs grades alone in a phase of its own (twice each with --jobs 1, --jobs
+# nproc and --bulk), times each entity's source stream alone, pipes the finished target rows and
 # id-map rows table by table into a fresh `lms_limit` with raw `COPY … TO STDOUT | COPY … FROM
 # STDIN` (no transformation: a strict lower bound), times the parts of grades' work no design
 # can leave out, measures peak RSS again at scale R, and writes a Markdown table. See
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
         --rss-scale=*) rss_scale=${1#--rss-scale=}; shift ;;
         --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
         --out=*) out=${1#--out=}; shift ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench/run.sh: unknown argument '$1'" >&2; usage ;;
     esac
 done
@@ -158,7 +159,7 @@ run_wall=$(cat "$logdir/jobs1.wall")
 # In `run --all --jobs N` grades shares the cores with the entities of its phase, so its seconds
 # there depend on who runs beside it. Alone: the same mappings with grades moved to a phase of
 # its own after phase 5 (same namespace, so the same UUIDs), phases 1-5 run once into lms_pre,
-# then the grades phase into three copies of it: --jobs 1, --jobs N, --jobs N --bulk.
+# then the grades phase into fresh copies of it: --jobs 1, --jobs N, --jobs N --bulk.
 gcfg="$work/config-grades-alone"
 rm -rf "$gcfg"
 mkdir -p "$gcfg/phases"
@@ -331,7 +332,7 @@ res=$(pipe "SELECT * FROM grades ORDER BY id" floor_grades)
 read -r floor_rows floor_bare <<<"$res"
 [ "$floor_rows" = "$(q -d lms_run -c "SELECT count(*) FROM grades")" ] || die "floor_grades: piped $floor_rows rows"
 t0=$(now)
-floor_set_aside=$(q -d lms_limit -c "
+floor_built=$(q -d lms_limit -c "
 DO \$\$
 DECLARE c record;
 BEGIN
@@ -361,7 +362,7 @@ t0=$(now)
 PGOPTIONS="$edumig_source_options" q -d edu -c "SET max_parallel_workers_per_gather = 0" -c "SELECT count(*), count(*) FILTER (WHERE
     point_id_1 IS NULL AND point_id_2 IS NULL AND point_id_3 IS NULL) FROM journal_details" >/dev/null
 floor_keys=$(elapsed "$t0" "$(now)")
-say "grades floors: skips ${floor_skips}s ($floor_skip_rows rows), bare ${floor_bare}s, rebuild ${floor_rebuild}s ($floor_set_aside), keys ${floor_keys}s"
+say "grades floors: skips ${floor_skips}s ($floor_skip_rows rows), bare ${floor_bare}s, rebuild ${floor_rebuild}s ($floor_built), keys ${floor_keys}s"
 
 # 6. peak RSS at a smaller scale ----------------------------------------------------------------
 say "generating legacy edu_rss at scale $rss_scale (peak RSS comparison)"
@@ -376,7 +377,7 @@ export B_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')" B_NPROC="$(nproc)" B_LOAD="$(cu
 export B_PG="$pg_version" B_SCALE="$scale" B_LEGACY="$legacy_rows" B_GEN="$gen_seconds" B_JOBS="$jobs"
 export B_OVERHEAD="$pipe_overhead" B_HASHES="$bcrypt_hashes" B_RSS_SCALE="$rss_scale"
 export B_IDMAP_BIG="$idmap_big" B_IDMAP_SMALL="$idmap_small"
-export B_FLOOR_BARE="$floor_bare" B_FLOOR_REBUILD="$floor_rebuild" B_FLOOR_SET_ASIDE="$floor_set_aside"
+export B_FLOOR_BARE="$floor_bare" B_FLOOR_REBUILD="$floor_rebuild" B_FLOOR_BUILT="$floor_built"
 export B_FLOOR_SKIPS="$floor_skips" B_FLOOR_SKIP_ROWS="$floor_skip_rows" B_FLOOR_KEYS="$floor_keys"
 export B_COMMIT="$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 python3 - "$logdir" "$limit_tsv" "$read_tsv" "$out" <<'PY' || die "could not write the report"
@@ -554,7 +555,7 @@ for name, sec in [
         ("its rows into a copy of `grades` with only CHECK and NOT NULL live (less than `--bulk` "
          "leaves: it keeps primary key and unique constraints)", F["bare"]),
         ("building everything else on that copy (%s; each foreign key ADD … NOT VALID, then VALIDATE)"
-         % E["B_FLOOR_SET_ASIDE"], F["rebuild"]),
+         % E["B_FLOOR_BUILT"], F["rebuild"]),
         ("one scan of all journal details counting the filtered ones (one core, nothing sent): the least "
          "read that accounts for every detail", F["keys"]),
         ("its source stream as edumig reads it (**read** above)", g["read"]),
