@@ -94,6 +94,11 @@ assert_eq "rows added at the source before a run: status shows users unaccounted
     "$(printf '%s\n' "$out" | awk '/^users / { print $8, $9 }')"
 assert_match "rows added at the source before a run: status says why the figure is above 0" \
     "unaccounted above 0 on a finished entity: the source holds rows no run has read" "$out"
+out=$(edumig "$T" verify 2>&1); rc=$?
+assert_eq "rows added at the source before a run: verify fails" 1 "$rc"
+assert_eq "rows added at the source before a run: verify says rows were added, and what to do" \
+    "3  FAIL: rows unaccounted (added at the source since the last run? run the phase again)" \
+    "$(printf '%s\n' "$out" | sed -n 's/^users \{1,\}[0-9]\{1,\} \{1,\}0 \{1,\}[0-9]\{1,\} \{1,\}[0-9]\{1,\} \{1,\}//p')"
 # Per entity: new = keys now streamed and not filtered that were not streamed unfiltered before;
 # changed = keys streamed unfiltered before whose row changed; gone = keys unfiltered before, absent now.
 oracle() {   # oracle KIND ENTITY
